@@ -1,0 +1,132 @@
+"""Cache.from_url: ``memory://``, ``redis://``, ``rediss://``, ``tiered+redis://``."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlsplit
+
+from .._exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    from ._cache import Cache
+
+__all__ = ["cache_from_url", "parse_bool", "parse_float", "parse_int"]
+
+CACHE_OPTIONS = {"default_ttl", "namespace", "ttl_jitter", "strict"}
+
+
+def parse_int(name: str, value: Any) -> int:
+    """Return ``value`` (an int or its text) as an int, or raise a ConfigurationError."""
+    if isinstance(value, bool):
+        raise ConfigurationError(f"option {name} must be an integer, got {value!r}")
+    if isinstance(value, int):
+        return value
+    try:
+        return int(str(value).replace("_", ""))
+    except ValueError:
+        raise ConfigurationError(f"option {name} must be an integer, got {value!r}") from None
+
+
+def parse_float(name: str, value: Any) -> float:
+    """Return ``value`` as a finite float, or raise a ConfigurationError."""
+    if isinstance(value, bool):
+        raise ConfigurationError(f"option {name} must be a number, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"option {name} must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ConfigurationError(f"option {name} must be finite, got {value!r}")
+    return number
+
+
+def parse_bool(name: str, value: Any) -> bool:
+    """Return ``value`` (a bool or one of 1/0/true/false/yes/no/on/off) as a bool."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"option {name} must be true or false, got {value!r}")
+
+
+def _none_or(parse: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
+    def parser(name: str, value: Any) -> Any:
+        if value is None or (isinstance(value, str) and value.lower() in ("", "none")):
+            return None
+        return parse(name, value)
+
+    return parser
+
+
+_CACHE_PARSERS: dict[str, Callable[[str, Any], Any]] = {
+    "default_ttl": _none_or(parse_float),
+    "namespace": lambda _name, value: str(value),
+    "ttl_jitter": parse_float,
+    "strict": parse_bool,
+}
+
+_MEMORY_PARSERS: dict[str, Callable[[str, Any], Any]] = {
+    "max_entries": parse_int,
+    "max_bytes": _none_or(parse_int),
+}
+
+
+def split_options(
+    url: str, overrides: dict[str, Any]
+) -> tuple[str, str, dict[str, Any], dict[str, Any]]:
+    """Return ``(scheme, url_without_query, store_options, cache_options)``."""
+    if not isinstance(url, str):
+        raise ConfigurationError(f"cache URL must be a str, got {type(url).__name__}")
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if not scheme:
+        raise ConfigurationError(f"cache URL {url!r} has no scheme (try memory:// or redis://)")
+    options: dict[str, Any] = {}
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name in options:
+            raise ConfigurationError(f"option {name} is given twice in {url!r}")
+        options[name] = value
+    options.update(overrides)
+    cache_options = {}
+    for name in list(options):
+        if name in CACHE_OPTIONS:
+            cache_options[name] = _CACHE_PARSERS[name](name, options.pop(name))
+    base = parts._replace(query="").geturl()
+    return scheme, base, options, cache_options
+
+
+def parse_options(
+    options: dict[str, Any], parsers: dict[str, Callable[[str, Any], Any]], scheme: str
+) -> dict[str, Any]:
+    """Parse ``options`` with ``parsers``; an unknown name is a ConfigurationError."""
+    unknown = sorted(set(options) - set(parsers))
+    if unknown:
+        raise ConfigurationError(
+            f"unknown option(s) for {scheme}://: {', '.join(unknown)} "
+            f"(known: {', '.join(sorted(set(parsers) | CACHE_OPTIONS))})"
+        )
+    return {name: parsers[name](name, value) for name, value in options.items()}
+
+
+def cache_from_url(url: str, overrides: dict[str, Any]) -> Cache:
+    """Build a Cache from ``url`` (see :meth:`Cache.from_url`)."""
+    from ._cache import Cache
+    from ._memory import MemoryStore
+
+    scheme, base, options, cache_options = split_options(url, overrides)
+    if scheme == "memory":
+        parts = urlsplit(base)
+        if parts.netloc or parts.path not in ("", "/"):
+            raise ConfigurationError(
+                f"memory:// takes no host or path, got {url!r} (options go after '?')"
+            )
+        store = MemoryStore(**parse_options(options, _MEMORY_PARSERS, scheme))
+        return Cache(store, **cache_options)
+    raise ConfigurationError(
+        f"unknown cache URL scheme {scheme!r} in {url!r} (supported: memory://)"
+    )
