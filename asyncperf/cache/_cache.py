@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, Literal, TypeVar, overload
 
 import anyio
 
@@ -579,10 +579,11 @@ class Cache:
 
     # -- get-or-load -----------------------------------------------------------------------
 
+    @overload
     async def get_or_set(
         self,
         key: str,
-        loader: Callable[[], T | Awaitable[T]],
+        loader: Callable[[], Awaitable[T]],
         *,
         ttl: float | None = None,
         tags: Iterable[str] = (),
@@ -591,7 +592,36 @@ class Cache:
         early_refresh: bool | float = True,
         lock: LockMode = "local",
         store_if: Callable[[Any], bool] | None = None,
-    ) -> T:
+    ) -> T: ...
+
+    @overload
+    async def get_or_set(
+        self,
+        key: str,
+        loader: Callable[[], T],
+        *,
+        ttl: float | None = None,
+        tags: Iterable[str] = (),
+        stale_ttl: float | None = None,
+        stale_if_error: bool | float = False,
+        early_refresh: bool | float = True,
+        lock: LockMode = "local",
+        store_if: Callable[[Any], bool] | None = None,
+    ) -> T: ...
+
+    async def get_or_set(
+        self,
+        key: str,
+        loader: Callable[[], Any],
+        *,
+        ttl: float | None = None,
+        tags: Iterable[str] = (),
+        stale_ttl: float | None = None,
+        stale_if_error: bool | float = False,
+        early_refresh: bool | float = True,
+        lock: LockMode = "local",
+        store_if: Callable[[Any], bool] | None = None,
+    ) -> Any:
         """Return the cached value for ``key``, calling ``loader`` once when it is missing.
 
         Concurrent callers for one missing key share one loader call (single-flight): all
@@ -626,8 +656,7 @@ class Cache:
             lock=lock,
             store_if=store_if,
         )
-        result: T = await self._get_or_load(self._key(key), loader, policy, self._tags(tags))
-        return result
+        return await self._get_or_load(self._key(key), loader, policy, self._tags(tags))
 
     def _classify(self, entry: Entry | None, policy: LoadPolicy) -> int:
         """Count and classify a lookup: miss, fresh, fresh-but-refresh-early, or stale."""
@@ -659,29 +688,30 @@ class Cache:
         self, key: str, loader: Loader, policy: LoadPolicy, tags: tuple[str, ...]
     ) -> Any:
         mem = self._mem
-        entry = mem.get_entry(key) if mem is not None else await self._fetch(key)
-        outcome = self._classify(entry, policy)
-        if outcome != _MISS:
-            assert entry is not None
-            if outcome != _FRESH:
-                self._refresh_in_background(key, loader, policy, tags)
-            return entry.value
-        stale = entry if policy.grace is not None else None
-        if policy.lock is None:
-            return await self._lead(key, Flight(), loader, policy, tags, stale)
         flights = self._shared.flights
         while True:
+            entry = mem.get_entry(key) if mem is not None else await self._fetch(key)
+            outcome = self._classify(entry, policy)
+            if outcome != _MISS:
+                assert entry is not None
+                if outcome != _FRESH:
+                    self._refresh_in_background(key, loader, policy, tags)
+                return entry.value
+            stale = entry if policy.grace is not None else None
+            if policy.lock is None:
+                return await self._lead(key, Flight(), loader, policy, tags, stale)
             flight = flights.get(key)
             if flight is None:
                 flight = flights[key] = Flight()
                 return await self._lead(key, flight, loader, policy, tags, stale)
             self._coalesced += 1
             await flight.event.wait()
-            if flight.abandoned:
-                continue  # the leader was cancelled: start over, one of us leads
-            if flight.error is not None:
-                raise flight.error
-            return flight.value
+            if not flight.abandoned:
+                if flight.error is not None:
+                    raise flight.error
+                return flight.value
+            # The leader was cancelled: look again (another waiter may have loaded it
+            # meanwhile), and if it is still missing, lead.
 
     async def _lead(
         self,
@@ -794,38 +824,35 @@ class Cache:
         self, key: str, loader: Loader, policy: LoadPolicy, tags: tuple[str, ...]
     ) -> Any:
         store = self._sync_store()
-        try:
-            entry = store.get_entry(key)
-        except SerializationError as exc:
-            self._failed("get", exc)
-            entry = None
-        outcome = self._classify(entry, policy)
-        if outcome != _MISS:
-            assert entry is not None
-            if outcome != _FRESH:
-                self._refresh_in_thread(key, loader, policy, tags)
-            return entry.value
-        stale = entry if policy.grace is not None else None
         shared = self._shared
         while True:
+            try:
+                entry = store.get_entry(key)
+            except SerializationError as exc:
+                self._failed("get", exc)
+                entry = None
+            outcome = self._classify(entry, policy)
+            if outcome != _MISS:
+                assert entry is not None
+                if outcome != _FRESH:
+                    self._refresh_in_thread(key, loader, policy, tags)
+                return entry.value
+            stale = entry if policy.grace is not None else None
+            if policy.lock is None:
+                return self._lead_sync(key, SyncFlight(), loader, policy, tags, stale)
             with shared.lock:
-                flight = shared.sync_flights.get(key) if policy.lock is not None else None
+                flight = shared.sync_flights.get(key)
+                leader = flight is None
                 if flight is None:
-                    flight = SyncFlight()
-                    if policy.lock is not None:
-                        shared.sync_flights[key] = flight
-                    leader = True
-                else:
-                    leader = False
+                    flight = shared.sync_flights[key] = SyncFlight()
             if leader:
                 return self._lead_sync(key, flight, loader, policy, tags, stale)
             self._coalesced += 1
             flight.event.wait()
-            if flight.abandoned:
-                continue
-            if flight.error is not None:
-                raise flight.error
-            return flight.value
+            if not flight.abandoned:
+                if flight.error is not None:
+                    raise flight.error
+                return flight.value
 
     def _lead_sync(
         self,

@@ -1,0 +1,62 @@
+# Every target sets itself up: a fresh clone needs only python3 (3.11+) and make.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+COV_MIN ?= 95
+
+.PHONY: demo test lint typecheck bench bench-quick docs services ci clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+$(VENV)/.installed-docs: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[dev,docs]"
+	touch $@
+
+## demo: the main job: a scripted workload on the in-memory cache, printing what caching saved
+demo: $(VENV)/.installed
+	$(BIN)/asyncperf demo
+
+## services: make sure Redis and PostgreSQL answer on 127.0.0.1 (starts them if not)
+services:
+	bash .ci/services.sh
+
+## test: the whole test suite (asyncio and trio) with the coverage gate
+test: $(VENV)/.installed-dev services
+	$(BIN)/pytest --cov=asyncperf --cov-branch --cov-report=term-missing:skip-covered \
+		--cov-fail-under=$(COV_MIN)
+
+## lint: ruff (lint + format check) and mypy --strict
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check asyncperf tests bench
+	$(BIN)/ruff format --check asyncperf tests bench
+	$(BIN)/mypy
+
+typecheck: lint
+
+## bench: the benchmark suite against the peers (minutes)
+bench: $(VENV)/.installed-dev services
+	$(BIN)/pytest bench/ --benchmark-only
+
+## bench-quick: every benchmark once, few rounds (CI: keeps them from rotting)
+bench-quick: $(VENV)/.installed-dev services
+	ASYNCPERF_BENCH_QUICK=1 $(BIN)/pytest bench/ --benchmark-only -q -p no:cacheprovider
+
+## docs: build the site strictly (broken links and bad references fail)
+docs: $(VENV)/.installed-docs
+	$(BIN)/mkdocs build --strict --site-dir site
+
+ci:
+	bash .ci/run
+
+clean:
+	rm -rf $(VENV) site .coverage .pytest_cache .mypy_cache .ruff_cache .benchmarks
