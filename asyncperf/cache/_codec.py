@@ -12,7 +12,9 @@ Wire format (version 1), all integers big-endian::
     [tags]                           u32 length + orjson list of strings
     [signature]                      32 bytes HMAC-SHA256 (pickle only) over everything
                                      after it; a payload that fails it is rejected unread
-    body                             the value's bytes, compressed when flagged
+    body length                      u32, so a truncated payload is refused
+    body                             the value's bytes, compressed when flagged (zstd frames
+                                     carry a checksum, so a corrupt one is refused)
 
 A payload that is not in this format (another library's, a truncated one, a forged pickle)
 raises :class:`~asyncperf.SerializationError`; caches count it and answer a miss.
@@ -47,11 +49,28 @@ FLAG_TAGS: Final = 0x10
 
 _META = struct.Struct(">ddd")
 _TAGS_LEN = struct.Struct(">I")
+_BODY_LEN = struct.Struct(">I")
 _SIG_LEN: Final = 32
 # Bodies that are already compressed (zstd, gzip, brotli-in-zstd-frames...) are not
 # compressed again: it costs CPU and usually grows them.
 _COMPRESSED_MAGICS: Final = (b"\x28\xb5\x2f\xfd", b"\x1f\x8b")
 _NAN = math.nan
+
+
+def _has_non_finite(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if type(item) is float:
+            if not math.isfinite(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        elif isinstance(item, float) and not math.isfinite(item):
+            return True
+    return False
 
 
 def _time_or_none(value: float) -> float | None:
@@ -139,7 +158,7 @@ class Codec:
     def _compressor(self) -> zstandard.ZstdCompressor:
         compressor: zstandard.ZstdCompressor | None = getattr(self._local, "c", None)
         if compressor is None:
-            compressor = zstandard.ZstdCompressor(level=self.compression_level)
+            compressor = zstandard.ZstdCompressor(level=self.compression_level, write_checksum=True)
             self._local.c = compressor
         return compressor
 
@@ -151,7 +170,7 @@ class Codec:
         return decompressor
 
     def _maybe_compress(self, body: bytes) -> tuple[bytes, int]:
-        if len(body) < self.compress_threshold or body[:4] in _COMPRESSED_MAGICS:
+        if len(body) < self.compress_threshold or body.startswith(_COMPRESSED_MAGICS):
             return body, 0
         packed = self._compressor().compress(body)
         if len(packed) > len(body) - (len(body) >> 3):
@@ -173,12 +192,19 @@ class Codec:
                     f"cannot pickle value of type {type(value).__qualname__} for key {key!r}: {exc}"
                 ) from exc
         try:
-            return orjson.dumps(value), FORMAT_JSON
+            body = orjson.dumps(value)
         except TypeError as exc:
             raise SerializationError(
                 f"cannot encode value of type {type(value).__qualname__} for key {key!r} as "
                 f"JSON ({exc}); convert it, or use Codec(pickle=True, secret=...)"
             ) from exc
+        # orjson writes NaN and infinities as null: refuse rather than change the value.
+        if b"null" in body and _has_non_finite(value):
+            raise SerializationError(
+                f"cannot encode the value for key {key!r} as JSON: it holds a NaN or infinite "
+                "float, which JSON cannot represent (use Codec(pickle=True, secret=...))"
+            )
+        return body, FORMAT_JSON
 
     def encode(self, value: Any, *, key: str = "") -> bytes:
         """Encode a bare value (no entry metadata).
@@ -219,6 +245,7 @@ class Codec:
                 tags = orjson.dumps(list(entry.tags))
                 parts.append(_TAGS_LEN.pack(len(tags)))
                 parts.append(tags)
+        parts.append(_BODY_LEN.pack(len(body)))
         parts.append(body)
         rest = b"".join(parts)
         header = bytes((MAGIC, VERSION, flags))
@@ -268,7 +295,13 @@ class Codec:
                 pos += _TAGS_LEN.size
                 entry.tags = tuple(orjson.loads(view[pos : pos + length]))
                 pos += length
+            (length,) = _BODY_LEN.unpack_from(view, pos)
+            pos += _BODY_LEN.size
             body: bytes | memoryview = view[pos:]
+            if len(body) != length:
+                raise SerializationError(
+                    f"truncated or padded payload: body is {len(body)} bytes, header says {length}"
+                )
             if flags & FLAG_ZSTD:
                 if zstandard.frame_content_size(body) > self.max_decompressed_size:
                     raise SerializationError(

@@ -12,7 +12,13 @@ from ._cache import Cache, LoadPolicy, LockMode
 from ._keys import CallKeyBuilder
 from ._memory import MemoryStore
 
-__all__ = ["CachedFunction", "cached", "get_default_cache", "set_default_cache"]
+__all__ = [
+    "AsyncCachedFunction",
+    "CachedFunction",
+    "cached",
+    "get_default_cache",
+    "set_default_cache",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -66,7 +72,11 @@ class CachedFunction(Generic[P, R]):
         self.__wrapped__ = func
         self._func: Callable[..., Any] = func
         self._is_async = inspect.iscoroutinefunction(func)
-        self._keys = CallKeyBuilder(func, template=key)
+        self._keys = CallKeyBuilder(
+            func,
+            template=key,
+            skip_first={"class": True, "static": False}.get(self._binding or ""),
+        )
         self._key_builder = key_builder
         if isinstance(tags, str):
             raise ConfigurationError("tags must be a list of templates, not a single str")
@@ -90,11 +100,12 @@ class CachedFunction(Generic[P, R]):
     def __get__(self, instance: Any, owner: type | None = None) -> Any:
         if self._binding == "static":
             return self
+        bound_type = _BoundAsync if self._is_async else _Bound
         if self._binding == "class":
-            return _Bound(self, owner if owner is not None else type(instance))
+            return bound_type(self, owner if owner is not None else type(instance))
         if instance is None:
             return self
-        return _Bound(self, instance)
+        return bound_type(self, instance)
 
     # -- keys ------------------------------------------------------------------------------
 
@@ -117,6 +128,14 @@ class CachedFunction(Generic[P, R]):
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self._call(args, kwargs)  # type: ignore[no-any-return]
+
+    def __new__(cls, func: Callable[..., Any], **options: Any) -> CachedFunction[P, R]:
+        # A cached coroutine function must still look like one to frameworks (Starlette,
+        # FastAPI) that check inspect.iscoroutinefunction(obj) or (obj.__call__).
+        target = getattr(func, "__func__", func)
+        if cls is CachedFunction and inspect.iscoroutinefunction(target):
+            cls = AsyncCachedFunction
+        return super().__new__(cls)
 
     def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if self._condition is not None and not self._condition(*args, **kwargs):
@@ -164,6 +183,19 @@ class CachedFunction(Generic[P, R]):
         return self._refresh(args, kwargs)
 
 
+class AsyncCachedFunction(CachedFunction[P, R]):
+    """The :class:`CachedFunction` of a coroutine function: calling it is a coroutine."""
+
+    def __init__(self, func: Callable[P, R], **options: Any) -> None:
+        super().__init__(func, **options)
+        mark = getattr(inspect, "markcoroutinefunction", None)
+        if mark is not None:  # Python 3.12+: inspect.iscoroutinefunction(self) is True
+            mark(self)
+
+    async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Any:  # type: ignore[override]
+        return await self._call(args, kwargs)
+
+
 class _Bound:
     """A :class:`CachedFunction` bound to an instance or class."""
 
@@ -191,6 +223,15 @@ class _Bound:
 
     def __repr__(self) -> str:
         return f"<bound {self._function!r} of {self._self!r}>"
+
+
+class _BoundAsync(_Bound):
+    """A bound async cached function: calling it is a coroutine."""
+
+    __slots__ = ()
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._function._call((self._self, *args), kwargs)
 
 
 @overload

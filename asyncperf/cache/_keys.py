@@ -9,6 +9,7 @@ import enum
 import hashlib
 import inspect
 import math
+import types
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, Final
@@ -68,7 +69,8 @@ def canonical(value: Any) -> str:
         items = sorted((canonical(k), canonical(v)) for k, v in value.items())
         return "{" + ",".join(f"{k}:{v}" for k, v in items) + "}"
     if kind is set or kind is frozenset:
-        return "{" + ",".join(sorted(canonical(item) for item in value)) + "}"
+        # Not "{...}": an empty set must not read like an empty dict.
+        return f"{kind.__name__}(" + ",".join(sorted(canonical(item) for item in value)) + ")"
     if kind is bytes:
         return repr(value)
     if isinstance(value, enum.Enum):
@@ -76,21 +78,31 @@ def canonical(value: Any) -> str:
     if isinstance(value, datetime.date | datetime.time | uuid.UUID | decimal.Decimal):
         return f"{kind.__name__}({value.isoformat() if hasattr(value, 'isoformat') else value})"
     custom = getattr(value, "__cache_key__", None)
-    if custom is not None:
+    if custom is not None and not isinstance(value, type):
         return f"{kind.__qualname__}({custom()})"
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         fields = ",".join(
             f"{f.name}={canonical(getattr(value, f.name))}" for f in dataclasses.fields(value)
         )
         return f"{kind.__qualname__}({fields})"
-    if isinstance(value, str | int | float | tuple | list):  # subclasses of builtins
-        return canonical(kind.__mro__[-2](value))
-    if kind.__repr__ is not object.__repr__:  # type: ignore[comparison-overlap]
-        return repr(value)
+    for base in kind.__mro__:  # subclasses of builtins: their builtin value
+        if base in _BUILTIN_BASES:
+            return canonical(base(value))
+    if isinstance(value, type | types.FunctionType | types.BuiltinFunctionType):
+        name = getattr(value, "__qualname__", "")
+        if "<" not in name:  # not a lambda, not a local: the name is stable
+            return f"{getattr(value, '__module__', '?')}.{name}"
+    elif kind.__repr__ is not object.__repr__:  # type: ignore[comparison-overlap]
+        text = repr(value)
+        if " at 0x" not in text:
+            return text
     raise TypeError(
         f"cannot build a stable cache key from a {kind.__qualname__} (its repr shows a memory "
         "address): give the class a __cache_key__() method or pass key= to @cached"
     )
+
+
+_BUILTIN_BASES: Final = (str, int, float, tuple, list, dict, bytes)
 
 
 class CallKeyBuilder:
@@ -110,10 +122,22 @@ class CallKeyBuilder:
         "template",
     )
 
-    def __init__(self, func: Callable[..., Any], *, template: str | None = None) -> None:
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        *,
+        template: str | None = None,
+        skip_first: bool | None = None,
+    ) -> None:
         self._signature = inspect.signature(func)
         params = list(self._signature.parameters.values())
-        self._skip_first = bool(params) and params[0].name in ("self", "cls")
+        if skip_first is None:
+            # A function defined in a class body (qualname "Class.name", not
+            # "outer.<locals>.name") whose first parameter is self or cls is a method.
+            qualname = getattr(func, "__qualname__", "")
+            in_class = "." in qualname and qualname.rsplit(".", 2)[-2] != "<locals>"
+            skip_first = in_class and bool(params) and params[0].name in ("self", "cls")
+        self._skip_first = skip_first
         self._names = tuple(p.name for p in params)
         self._defaults = {p.name: p.default for p in params if p.default is not p.empty}
         simple = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)

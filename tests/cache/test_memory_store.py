@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import sys
 import threading
 
 import pytest
@@ -182,7 +183,7 @@ def test_byte_cap_is_never_exceeded_and_accounting_is_exact(clock: FakeClock) ->
 def test_byte_accounting_includes_key_and_overhead() -> None:
     store = MemoryStore(max_bytes=10**9, sizeof=lambda value: 100)
     put(store, "abc", object())
-    assert store.statistics().bytes == 100 + 3 + ENTRY_OVERHEAD
+    assert store.statistics().bytes == 100 + sys.getsizeof("abc") + ENTRY_OVERHEAD
 
 
 def test_value_larger_than_cap_is_rejected_and_old_value_dropped() -> None:
@@ -203,7 +204,7 @@ def test_codec_mode_accounts_encoded_size_and_isolates_values() -> None:
     assert value_of(store, "k") == {"a": [1, 2, 3]}
     encoded = store._data["k"].value
     assert isinstance(encoded, bytes)
-    assert store.statistics().bytes == len(encoded) + 1 + ENTRY_OVERHEAD
+    assert store.statistics().bytes == len(encoded) + sys.getsizeof("k") + ENTRY_OVERHEAD
 
 
 def test_codec_mode_rejects_unencodable_values_and_keeps_nothing() -> None:
@@ -271,12 +272,13 @@ def test_peek_does_not_touch_recency() -> None:
     assert store.keys() == ["b", "c"]
 
 
-def test_estimate_size_counts_containers_and_shared_objects_once() -> None:
-    shared = "x" * 1000
+def test_estimate_size_counts_containers_and_shared_containers_once() -> None:
+    shared = list(range(1000))
     one = estimate_size([shared])
     two = estimate_size([shared, shared])
-    assert two - one == 8  # one more pointer, the string counted once
-    assert estimate_size({"k": shared}) > 1000
+    assert two - one == 8  # one more pointer, the shared list counted once
+    assert estimate_size({"k": "x" * 1000}) > 1000
+    assert estimate_size("x" * 1000) == sys.getsizeof("x" * 1000)
 
     class Plain:
         def __init__(self) -> None:

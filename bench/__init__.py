@@ -1,0 +1,1 @@
+"""pytest-benchmark suite for asyncperf (see bench/README.md)."""
