@@ -9,6 +9,7 @@ import math
 import random
 import threading
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Final, Literal, TypeVar, overload
@@ -173,6 +174,7 @@ class _Shared:
         "flights",
         "jitter",
         "lock",
+        "lock_timeout",
         "store",
         "strict",
         "sync_flights",
@@ -191,6 +193,38 @@ class _Shared:
         self.executor: concurrent.futures.ThreadPoolExecutor | None = None
         self.error_log = _ErrorLog()
         self.closed = False
+        self.lock_timeout = 10.0
+
+
+class _Default:
+    """The marker for "pick the default" where ``None`` means "none"."""
+
+    def __repr__(self) -> str:
+        return "<default>"
+
+
+_DEFAULT: Final = _Default()
+_FALLBACK_ENTRIES: Final = 1000
+
+
+def _with_fallback(store: Store, fallback: MemoryStore | _Default | None) -> Store:
+    """Put a memory fallback behind a bare remote store (Redis), as the default asks."""
+    from ._redis import RedisStore
+
+    if not isinstance(store, RedisStore):
+        if fallback is not _DEFAULT and fallback is not None:
+            raise ConfigurationError(
+                "fallback= applies to remote stores such as RedisStore; "
+                f"{type(store).__name__} has its own handling of failures"
+            )
+        return store
+    if fallback is None:
+        return store
+    from ._tiered import FallbackStore
+
+    if isinstance(fallback, _Default):
+        fallback = MemoryStore(max_entries=_FALLBACK_ENTRIES)
+    return FallbackStore(store, fallback)
 
 
 class Cache:
@@ -229,6 +263,8 @@ class Cache:
         "_load_errors",
         "_load_seconds",
         "_loads",
+        "_lock_timeouts",
+        "_lock_waits",
         "_mem",
         "_misses",
         "_namespace",
@@ -250,6 +286,8 @@ class Cache:
         codec: Any = None,
         strict: bool = False,
         ttl_jitter: float = 0.0,
+        fallback: MemoryStore | _Default | None = _DEFAULT,
+        lock_timeout: float = 10.0,
     ) -> None:
         if store is None:
             store = MemoryStore()
@@ -257,6 +295,7 @@ class Cache:
             raise ConfigurationError(
                 f"store must implement the asyncperf Store protocol, got {type(store).__name__}"
             )
+        store = _with_fallback(store, fallback)
         if codec is not None:
             if not hasattr(store, "codec") or isinstance(store, MemoryStore):
                 raise ConfigurationError(
@@ -273,6 +312,7 @@ class Cache:
         if not isinstance(namespace, str):
             raise ConfigurationError(f"namespace must be a str, got {namespace!r}")
         shared = _Shared(store, check_ttl(default_ttl, "default_ttl"), float(ttl_jitter), strict)
+        shared.lock_timeout = check_ttl(lock_timeout, "lock_timeout") or 10.0
         self._bind(shared, namespace)
 
     def _bind(self, shared: _Shared, namespace: str) -> None:
@@ -288,14 +328,16 @@ class Cache:
         )
         self._default_ttl = shared.default_ttl
         self._jitter = shared.jitter
-        self._data = self._mem._data if self._mem is not None else None
+        # A tiered store's L1 is read inline too; its misses go on to the store.
+        front = self._mem if self._mem is not None else getattr(store, "front", None)
+        self._data = front._data if front is not None else None
         self._clock = store.clock
         self._namespace = namespace
         self._prefix = f"{namespace}:" if namespace else ""
         self._random = random.random
         self._hits = self._misses = self._sets = self._deletes = self._errors = 0
         self._loads = self._load_errors = self._coalesced = self._stale_served = 0
-        self._early_refreshes = self._refreshes = 0
+        self._early_refreshes = self._refreshes = self._lock_waits = self._lock_timeouts = 0
         self._load_seconds = 0.0
 
     # -- construction helpers ---------------------------------------------------------------
@@ -313,6 +355,31 @@ class Cache:
         from ._url import cache_from_url
 
         return cache_from_url(url, options)
+
+    @classmethod
+    def tiered(
+        cls,
+        *,
+        l2: Any,
+        l1: MemoryStore | None = None,
+        l1_ttl: float = 30.0,
+        **options: Any,
+    ) -> Cache:
+        """Build a cache with a coherent memory tier (L1) in front of Redis (L2).
+
+        Args:
+            l2: A :class:`~asyncperf.RedisStore` (or a ``redis://`` URL for one).
+            l1: The memory tier (default ``MemoryStore(max_entries=10_000)``).
+            l1_ttl: Longest time an entry stays in L1, in seconds.
+            **options: Passed to :class:`Cache` (``default_ttl``, ``namespace``...).
+        """
+        from ._redis import RedisStore
+        from ._tiered import TieredStore
+
+        if isinstance(l2, str):
+            l2 = RedisStore(l2)
+        store = TieredStore(l1 if l1 is not None else MemoryStore(), l2, l1_ttl=l1_ttl)
+        return cls(store, **options)
 
     def namespace(self, name: str) -> Cache:
         """Return a view of this cache whose keys and tags live under ``name``.
@@ -424,9 +491,12 @@ class Cache:
                         pass
                     self._hits += 1
                     return entry.value
-                self._mem.get_entry(key)  # type: ignore[union-attr]  # drops it if expired
-            self._misses += 1
-            return default
+            mem = self._mem
+            if mem is not None:
+                if entry is not None:
+                    mem.get_entry(key)  # drops it if expired
+                self._misses += 1
+                return default
         entry = await self._fetch(key)
         if entry is None or (entry.fresh_until is not None and entry.fresh_until <= self._clock()):
             self._misses += 1
@@ -703,6 +773,8 @@ class Cache:
             flight = flights.get(key)
             if flight is None:
                 flight = flights[key] = Flight()
+                if policy.lock == "distributed" and self._leases_usable():
+                    return await self._lead_distributed(key, flight, loader, policy, tags, stale)
                 return await self._lead(key, flight, loader, policy, tags, stale)
             self._coalesced += 1
             await flight.event.wait()
@@ -756,6 +828,72 @@ class Cache:
             flights = self._shared.flights
             if flights.get(key) is flight:
                 del flights[key]
+
+    def _leases_usable(self) -> bool:
+        store: Any = self._store
+        return hasattr(store, "try_lease") and bool(store.available())
+
+    async def _lead_distributed(
+        self,
+        key: str,
+        flight: Flight,
+        loader: Loader,
+        policy: LoadPolicy,
+        tags: tuple[str, ...],
+        stale: Entry | None,
+    ) -> Any:
+        """Lead the load across processes: one holder of a Redis lease loads, the others
+        wait for its release message (no polling) and read what it stored.
+
+        A lease whose holder died expires after ``lock_timeout`` and the next waiter
+        takes it; a wait past twice that, or a store that fails, runs the loader here.
+        """
+        store: Any = self._store
+        lease_ttl = self._shared.lock_timeout
+        token = uuid.uuid4().hex
+        deadline = time.monotonic() + 2 * lease_ttl
+
+        async def fresh_value() -> bool:
+            entry = await self._fetch(key)
+            if entry is not None and entry.is_fresh(self._clock()):
+                found.append(entry.value)
+                return True
+            return False
+
+        found: list[Any] = []
+        try:
+            while True:
+                try:
+                    held_for = await store.try_lease(key, token, lease_ttl)
+                except Exception as exc:
+                    self._failed("lease", exc)
+                    break
+                if held_for == 0.0:
+                    try:
+                        return await self._lead(key, flight, loader, policy, tags, stale)
+                    finally:
+                        with anyio.CancelScope(shield=True):
+                            try:
+                                await store.release_lease(key, token)
+                            except Exception as exc:  # it expires on its own
+                                self._failed("lease release", exc)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self._lock_timeouts += 1
+                    break
+                await store.ensure_listener()
+                await store.wait_for_lease(key, min(remaining, held_for + 0.05), fresh_value)
+                if found or await fresh_value():
+                    self._lock_waits += 1
+                    flight.resolve(found[0])
+                    return found[0]
+        except BaseException:
+            flight.abandon()
+            raise
+        finally:
+            if flight.event.is_set() and self._shared.flights.get(key) is flight:
+                del self._shared.flights[key]
+        return await self._lead(key, flight, loader, policy, tags, stale)
 
     def _count_load(self, started: float, *, failed: bool) -> float:
         elapsed = max(self._clock() - started, 0.0)
@@ -1033,7 +1171,7 @@ class Cache:
 
     def statistics(self) -> CacheStatistics:
         """Return a snapshot of this cache's counters (store-wide evictions/expirations)."""
-        evictions = expirations = 0
+        evictions = expirations = failures = degraded = 0
         breaker = "closed"
         store_stats = getattr(self._store, "statistics", None)
         if store_stats is not None:
@@ -1041,6 +1179,10 @@ class Cache:
             evictions = getattr(snapshot, "evictions", 0)
             expirations = getattr(snapshot, "expirations", 0)
             breaker = getattr(snapshot, "breaker_state", "closed")
+            failures = getattr(snapshot, "failures", 0)
+            degraded = getattr(snapshot, "degraded_reads", 0) + getattr(
+                snapshot, "degraded_writes", 0
+            )
         reads = self._hits + self._misses
         return CacheStatistics(
             hits=self._hits,
@@ -1058,7 +1200,11 @@ class Cache:
             stale_served=self._stale_served,
             early_refreshes=self._early_refreshes,
             background_refreshes=self._refreshes,
+            lock_waits=self._lock_waits,
+            lock_timeouts=self._lock_timeouts,
             breaker_state=breaker,
+            backend_failures=failures,
+            degraded_operations=degraded,
         )
 
     def in_flight(self) -> int:

@@ -28,7 +28,13 @@ class CacheStatistics:
         stale_served: Stale values served (stale-while-revalidate or stale-if-error).
         early_refreshes: Refreshes started early by probabilistic early expiry.
         background_refreshes: Refreshes run in the background (stale or early).
+        lock_waits: Distributed single-flight waits answered by another process's load.
+        lock_timeouts: Distributed waits that gave up and ran the loader here.
         breaker_state: ``"closed"`` for stores without a breaker.
+        backend_failures: Remote store operations that failed (store-wide); each was
+            answered from memory or as a miss.
+        degraded_operations: Reads and writes served from memory while the remote store
+            was unavailable (store-wide).
     """
 
     hits: int
@@ -46,7 +52,11 @@ class CacheStatistics:
     stale_served: int
     early_refreshes: int
     background_refreshes: int
+    lock_waits: int
+    lock_timeouts: int
     breaker_state: str
+    backend_failures: int
+    degraded_operations: int
 
     def to_dict(self) -> dict[str, Any]:
         """Return the snapshot as a plain dict (for JSON)."""

@@ -76,6 +76,42 @@ _MEMORY_PARSERS: dict[str, Callable[[str, Any], Any]] = {
 }
 
 
+_REDIS_PARSERS: dict[str, Callable[[str, Any], Any]] = {
+    "prefix": lambda _name, value: str(value),
+    "op_timeout": parse_float,
+    "bulk_timeout": parse_float,
+    "failure_threshold": parse_int,
+    "recovery_time": parse_float,
+    "max_connections": parse_int,
+    "batching": parse_bool,
+    "fallback_max_entries": parse_int,
+    "lock_timeout": parse_float,
+}
+
+_TIERED_PARSERS: dict[str, Callable[[str, Any], Any]] = {
+    **{name: parser for name, parser in _REDIS_PARSERS.items() if name != "fallback_max_entries"},
+    "l1_max_entries": parse_int,
+    "l1_max_bytes": _none_or(parse_int),
+    "l1_ttl": parse_float,
+}
+
+# Query options redis-py itself understands; they stay in the URL handed to it.
+_REDIS_URL_OPTIONS = frozenset(
+    {
+        "db",
+        "client_name",
+        "protocol",
+        "ssl_cert_reqs",
+        "ssl_ca_certs",
+        "ssl_ca_path",
+        "ssl_certfile",
+        "ssl_keyfile",
+        "ssl_check_hostname",
+        "ssl_min_version",
+    }
+)
+
+
 def split_options(
     url: str, overrides: dict[str, Any]
 ) -> tuple[str, str, dict[str, Any], dict[str, Any]]:
@@ -127,6 +163,41 @@ def cache_from_url(url: str, overrides: dict[str, Any]) -> Cache:
             )
         store = MemoryStore(**parse_options(options, _MEMORY_PARSERS, scheme))
         return Cache(store, **cache_options)
+    if scheme in ("redis", "rediss", "unix", "tiered+redis", "tiered+rediss", "tiered+unix"):
+        return _redis_cache(scheme, base, options, cache_options)
     raise ConfigurationError(
-        f"unknown cache URL scheme {scheme!r} in {url!r} (supported: memory://)"
+        f"unknown cache URL scheme {scheme!r} in {url!r} (supported: memory://, redis://, "
+        "rediss://, unix://, tiered+redis://, tiered+rediss://)"
     )
+
+
+def _redis_cache(
+    scheme: str, base: str, options: dict[str, Any], cache_options: dict[str, Any]
+) -> Cache:
+    from urllib.parse import urlencode
+
+    from ._cache import Cache
+    from ._memory import MemoryStore
+    from ._redis import RedisStore
+    from ._tiered import TieredStore
+
+    tiered = scheme.startswith("tiered+")
+    redis_query = {name: options.pop(name) for name in list(options) if name in _REDIS_URL_OPTIONS}
+    parsed = parse_options(options, _TIERED_PARSERS if tiered else _REDIS_PARSERS, scheme)
+    redis_url = base.split("+", 1)[1] if tiered else base
+    if redis_query:
+        redis_url += "?" + urlencode(redis_query)
+    lock_timeout = parsed.pop("lock_timeout", None)
+    if lock_timeout is not None:
+        cache_options["lock_timeout"] = lock_timeout
+    if tiered:
+        l1 = MemoryStore(
+            max_entries=parsed.pop("l1_max_entries", 10_000),
+            max_bytes=parsed.pop("l1_max_bytes", None),
+        )
+        l1_ttl = parsed.pop("l1_ttl", 30.0)
+        store = TieredStore(l1, RedisStore(redis_url, **parsed), l1_ttl=l1_ttl)
+        return Cache(store, **cache_options)
+    fallback_entries = parsed.pop("fallback_max_entries", 1000)
+    fallback = MemoryStore(max_entries=fallback_entries) if fallback_entries > 0 else None
+    return Cache(RedisStore(redis_url, **parsed), fallback=fallback, **cache_options)

@@ -1,0 +1,880 @@
+"""RedisStore: redis.asyncio + hiredis with deadlines, a breaker, auto-batching and leases."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Generic, TypeVar
+
+import orjson
+
+from .._exceptions import BackendUnavailable, ConfigurationError, SerializationError
+from ._breaker import CircuitBreaker
+from ._codec import Codec
+from ._entry import Entry
+from ._store import BaseStore, StoreHealth
+
+__all__ = ["RedisInfo", "RedisStore", "RedisStoreStatistics"]
+
+logger = logging.getLogger("asyncperf.cache")
+
+ItemT = TypeVar("ItemT")
+R = TypeVar("R")
+
+_SCAN_COUNT: Final = 1000
+_UNLINK_CHUNK: Final = 500
+_LISTEN_POLL: Final = 0.5
+_PING_EVERY: Final = 2.0
+
+# Removes every key in each tag set, then the set; atomic on one server. Cluster mode
+# cannot run it (the members live in other slots) and uses a two-step fallback instead.
+_INVALIDATE_TAGS = """
+local removed = 0
+for _, tag_key in ipairs(KEYS) do
+  local members = redis.call('SMEMBERS', tag_key)
+  for i = 1, #members, 500 do
+    removed = removed + redis.call('UNLINK', unpack(members, i, math.min(i + 499, #members)))
+  end
+  redis.call('UNLINK', tag_key)
+end
+return removed
+"""
+
+# Adds a member to a tag set and keeps the set alive as long as its longest-lived member:
+# a new set takes the member's TTL, a longer TTL extends it, a member without TTL makes it
+# persistent. One key per call, so it runs on a cluster too.
+_TAG_ADD = """
+local added = redis.call('SADD', KEYS[1], ARGV[1])
+if ARGV[2] == '' then
+  redis.call('PERSIST', KEYS[1])
+  return added
+end
+local ttl = tonumber(ARGV[2])
+local current = redis.call('PTTL', KEYS[1])
+if current == -1 then
+  if added == 1 and redis.call('SCARD', KEYS[1]) == 1 then
+    redis.call('PEXPIRE', KEYS[1], ttl)
+  end
+elseif current < ttl then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+end
+return added
+"""
+
+# Releases a lease only if this holder still owns it, and wakes the waiters.
+_RELEASE_LEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('PUBLISH', ARGV[2], ARGV[3])
+  return 1
+end
+return 0
+"""
+
+
+def _import_redis() -> Any:
+    try:
+        import redis.asyncio as redis_asyncio
+    except ImportError as exc:  # pragma: no cover - the dev install has redis
+        raise ImportError(
+            "RedisStore needs the redis client: pip install 'asyncperf[redis]'"
+        ) from exc
+    return redis_asyncio
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + char if char in "*?[]\\" else char for char in text)
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
+class _Resubmit(Exception):
+    """A batch leader was cancelled before answering: followers submit again."""
+
+
+class _Batcher(Generic[ItemT, R]):
+    """Coalesce calls made in the same event-loop turn into one backend round trip.
+
+    The first caller of a turn opens a batch and yields once; callers arriving before it
+    resumes join the batch; then the first caller sends them all in one request (MGET,
+    or one pipeline) and hands every caller its own result. A caller alone pays one loop
+    iteration, no timer.
+    """
+
+    __slots__ = ("_flush", "_pending")
+
+    def __init__(self, flush: Callable[[list[ItemT]], Awaitable[list[R]]]) -> None:
+        self._flush = flush
+        self._pending: list[tuple[ItemT, asyncio.Future[R]]] | None = None
+
+    async def submit(self, item: ItemT) -> R:
+        while True:
+            pending = self._pending
+            if pending is None:
+                return await self._lead(item)
+            future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+            pending.append((item, future))
+            try:
+                return await future
+            except _Resubmit:
+                continue
+
+    async def _lead(self, item: ItemT) -> R:
+        pending: list[tuple[ItemT, asyncio.Future[R]]] = []
+        self._pending = pending
+        try:
+            try:
+                await asyncio.sleep(0)
+            finally:
+                self._pending = None
+            results = await self._flush([item, *(queued for queued, _ in pending)])
+        except BaseException as exc:
+            handover: BaseException = exc if isinstance(exc, Exception) else _Resubmit()
+            for _, future in pending:
+                if not future.done():
+                    future.set_exception(handover)
+                    # The follower may be gone by now; never log "exception not retrieved".
+                    future.exception()
+            raise
+        for (_, future), result in zip(pending, results[1:], strict=True):
+            if not future.done():
+                future.set_result(result)
+        return results[0]
+
+
+@dataclass(frozen=True, slots=True)
+class RedisStoreStatistics:
+    """Counters of one RedisStore.
+
+    Attributes:
+        breaker_state: The breaker's state.
+        failures: Operations that failed or timed out.
+        rejected: Operations refused at once because the breaker was open.
+        batches: Round trips that carried batched gets or sets.
+        batched_keys: Keys carried by those round trips.
+        decode_errors: Payloads that were not asyncperf's or were corrupt.
+        invalidations_sent: Invalidation messages published (tiered mode).
+        invalidations_received: Invalidation messages from other processes applied.
+    """
+
+    breaker_state: str
+    failures: int
+    rejected: int
+    batches: int
+    batched_keys: int
+    decode_errors: int
+    invalidations_sent: int
+    invalidations_received: int
+
+
+@dataclass(frozen=True, slots=True)
+class RedisInfo:
+    """A summary of ``INFO`` for dashboards and health pages.
+
+    Attributes:
+        version: The server's version.
+        used_memory: Bytes of memory Redis uses.
+        maxmemory: The configured cap (0: none).
+        maxmemory_policy: What Redis evicts when full.
+        keys: Keys in the selected database (all nodes, for a cluster).
+        evicted_keys: Keys Redis evicted for memory since it started.
+        expired_keys: Keys that expired since it started.
+        connected_clients: Clients connected now.
+        hit_rate: Keyspace hits / (hits + misses) since start, server-wide.
+    """
+
+    version: str
+    used_memory: int
+    maxmemory: int
+    maxmemory_policy: str
+    keys: int
+    evicted_keys: int
+    expired_keys: int
+    connected_clients: int
+    hit_rate: float
+
+
+class RedisStore(BaseStore):
+    """A store on Redis through ``redis.asyncio`` (hiredis parser when installed).
+
+    Every operation has a deadline (``op_timeout``, 100 ms by default) and goes through a
+    circuit breaker: after ``failure_threshold`` failures in a row, operations fail at once
+    with :class:`~asyncperf.BackendUnavailable` for ``recovery_time`` seconds, then one
+    probe decides whether to close it. Behind a :class:`~asyncperf.Cache`, such failures
+    are misses (or fallback hits), never application errors.
+
+    Gets issued in the same event-loop turn travel as one ``MGET`` and sets as one
+    pipeline. Connections come from a blocking pool: callers beyond ``max_connections``
+    queue (within the deadline) instead of failing with a pool error.
+
+    Keys live under ``prefix``; asyncperf's own keys (tag sets, leases, the event
+    channel) live under ``prefix`` with ``#`` in place of its final ``:``, so no user
+    key can collide with them and ``clear()`` never needs ``FLUSHDB``.
+
+    Args:
+        client_or_url: A ``redis://``, ``rediss://`` or ``unix://`` URL, or a
+            ``redis.asyncio`` client (``Redis``, a Sentinel ``master_for`` client, or
+            ``RedisCluster``) that you configured yourself.
+        prefix: Prepended to every key (``":"`` is appended when missing).
+        codec: How values are encoded (default: JSON via orjson, zstd above 1 KiB).
+        op_timeout: Seconds each operation may take, pool wait included.
+        bulk_timeout: Seconds for ``clear`` and tag invalidation, which may touch many keys.
+        failure_threshold: Consecutive failures that open the breaker.
+        recovery_time: Seconds the breaker stays open before a probe.
+        max_connections: Pool size, and the most operations in flight at once.
+        batching: Coalesce same-turn gets into MGET and sets into pipelines.
+        clock: Wall-clock seconds (entry times are shared between processes).
+        breaker_clock: Monotonic seconds for the breaker; injected by tests.
+    """
+
+    backend_name = "redis"
+
+    def __init__(
+        self,
+        client_or_url: Any = "redis://127.0.0.1:6379/0",
+        *,
+        prefix: str = "asyncperf:",
+        codec: Codec | None = None,
+        op_timeout: float = 0.1,
+        bulk_timeout: float = 5.0,
+        failure_threshold: int = 3,
+        recovery_time: float = 1.0,
+        max_connections: int = 50,
+        batching: bool = True,
+        clock: Callable[[], float] = time.time,
+        breaker_clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        from ._cache import check_ttl
+
+        redis_asyncio = _import_redis()
+        if op_timeout is None or bulk_timeout is None:
+            raise ConfigurationError("op_timeout and bulk_timeout must be numbers of seconds")
+        self.op_timeout: float = check_ttl(op_timeout, "op_timeout") or op_timeout
+        self.bulk_timeout: float = check_ttl(bulk_timeout, "bulk_timeout") or bulk_timeout
+        if (
+            isinstance(max_connections, bool)
+            or not isinstance(max_connections, int)
+            or max_connections < 1
+        ):
+            raise ConfigurationError(
+                f"max_connections must be a positive int, got {max_connections!r}"
+            )
+        if not isinstance(prefix, str):
+            raise ConfigurationError(f"prefix must be a str, got {prefix!r}")
+        if not prefix.endswith(":"):
+            prefix += ":"
+        self.prefix = prefix
+        self._internal = prefix[:-1] + "#"
+        self.channel = self._internal + "events"
+        self.codec = codec if codec is not None else Codec()
+        self.clock = clock
+        self.breaker = CircuitBreaker(
+            failure_threshold=failure_threshold,
+            recovery_time=recovery_time,
+            name="redis",
+            clock=breaker_clock,
+        )
+        self._owns_client = isinstance(client_or_url, str)
+        if isinstance(client_or_url, str):
+            self.url = client_or_url
+            self.client = self._client_from_url(redis_asyncio, client_or_url, max_connections)
+        elif hasattr(client_or_url, "execute_command"):
+            self.url = repr(client_or_url)
+            self.client = client_or_url
+        else:
+            raise ConfigurationError(
+                "RedisStore needs a redis:// URL or a redis.asyncio client, "
+                f"got {type(client_or_url).__name__}"
+            )
+        from redis.asyncio.cluster import RedisCluster
+
+        self.cluster = isinstance(self.client, RedisCluster)
+        self.origin = uuid.uuid4().hex
+        self._limit = asyncio.Semaphore(max_connections)
+        self._batching = batching
+        self._get_batcher: _Batcher[str, bytes | None] = _Batcher(self._flush_gets)
+        self._set_batcher: _Batcher[tuple[str, bytes, float | None, tuple[str, ...]], None] = (
+            _Batcher(self._flush_sets)
+        )
+        self._invalidate_script = self.client.register_script(_INVALIDATE_TAGS)
+        self._release_script = self.client.register_script(_RELEASE_LEASE)
+        self._tag_script = self.client.register_script(_TAG_ADD)
+        self._publish = False
+        self._listener: _Listener | None = None
+        self._lease_waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._batches = self._batched_keys = self._decode_errors = 0
+        self._sent = self._received = 0
+
+    @staticmethod
+    def _client_from_url(redis_asyncio: Any, url: str, max_connections: int) -> Any:
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        scheme = url.split("://", 1)[0].lower()
+        if scheme not in ("redis", "rediss", "unix"):
+            raise ConfigurationError(
+                f"RedisStore URL must start with redis://, rediss:// or unix://, got {url!r}"
+            )
+        # A blocking pool queues callers beyond max_connections (redis-py 8's default pool
+        # raises MaxConnectionsError instead). Retries are off: the breaker and the
+        # caller's fallback handle failures, and a retry would double every timeout.
+        pool = redis_asyncio.BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=None,
+            socket_timeout=5.0,
+            socket_connect_timeout=2.0,
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=0,
+        )
+        return redis_asyncio.Redis(connection_pool=pool)
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self.url!r}, prefix={self.prefix!r})"
+
+    # -- the one path every command takes ---------------------------------------------------
+
+    async def _call(
+        self, operation: str, command: Callable[[], Awaitable[R]], budget: float | None = None
+    ) -> R:
+        if not self.breaker.allow():
+            raise BackendUnavailable(f"redis {operation} skipped: the breaker is open")
+        try:
+            async with asyncio.timeout(budget or self.op_timeout):
+                async with self._limit:
+                    result = await command()
+        except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+            raise
+        except SerializationError:
+            raise
+        except Exception as exc:  # redis errors, OSError, TimeoutError
+            self.breaker.failure()
+            raise BackendUnavailable(f"redis {operation} failed: {exc!r}") from exc
+        self.breaker.success()
+        return result
+
+    def available(self) -> bool:
+        """Whether an operation would be attempted now (breaker closed or due a probe)."""
+        return self.breaker.would_allow()
+
+    def key(self, key: str) -> str:
+        """Return the Redis key that holds ``key``."""
+        return self.prefix + key
+
+    def tag_key(self, tag: str) -> str:
+        """Return the Redis key of the set listing the keys stored under ``tag``."""
+        return f"{self._internal}tag:{tag}"
+
+    def lease_key(self, key: str) -> str:
+        """Return the Redis key of the single-flight lease for ``key``."""
+        return f"{self._internal}lease:{key}"
+
+    # -- decoding ----------------------------------------------------------------------
+
+    def _decode(self, key: str, raw: bytes | None) -> Entry | None:
+        if raw is None:
+            return None
+        try:
+            return self.codec.decode_entry(raw)
+        except SerializationError:
+            self._decode_errors += 1
+            raise
+
+    # -- reads ---------------------------------------------------------------------------
+
+    async def get(self, key: str) -> Entry | None:
+        """Return the entry for ``key`` (batched with other gets of this turn)."""
+        if self._batching:
+            raw = await self._get_batcher.submit(self.prefix + key)
+        else:
+            full = self.prefix + key
+            raw = await self._call("get", lambda: self.client.get(full))
+        return self._decode(key, raw)
+
+    async def _flush_gets(self, keys: list[str]) -> list[bytes | None]:
+        unique = list(dict.fromkeys(keys))
+        if len(unique) == 1:
+            value = await self._call("get", lambda: self.client.get(unique[0]))
+            return [value] * len(keys)
+        self._batches += 1
+        self._batched_keys += len(unique)
+        values = await self._call("mget", lambda: self._mget(unique))
+        found = dict(zip(unique, values, strict=True))
+        return [found[key] for key in keys]
+
+    async def _mget(self, keys: list[str]) -> list[bytes | None]:
+        if self.cluster:
+            return list(await self.client.mget_nonatomic(keys))
+        return list(await self.client.mget(keys))
+
+    async def get_many(self, keys: Sequence[str]) -> list[Entry | None]:
+        """Return one entry or ``None`` per key, with one MGET."""
+        if not keys:
+            return []
+        full = [self.prefix + key for key in keys]
+        raws = await self._call("mget", lambda: self._mget(full))
+        entries: list[Entry | None] = []
+        for key, raw in zip(keys, raws, strict=True):
+            try:
+                entries.append(self._decode(key, raw))
+            except SerializationError:
+                entries.append(None)
+        return entries
+
+    async def exists(self, key: str) -> bool:
+        """Return whether Redis holds ``key`` (fresh or not)."""
+        full = self.prefix + key
+        return bool(await self._call("exists", lambda: self.client.exists(full)))
+
+    async def ttl(self, key: str) -> float | None:
+        """Return the seconds ``key`` has left, ``None`` without expiry, or -1.0 if absent."""
+        full = self.prefix + key
+        millis = await self._call("pttl", lambda: self.client.pttl(full))
+        if millis == -1:
+            return None
+        return -1.0 if millis < 0 else millis / 1000.0
+
+    async def expire(self, key: str, ttl: float | None) -> bool:
+        """Set ``key``'s remaining lifetime (``None``: no expiry); False if it is absent."""
+        full = self.prefix + key
+        if ttl is None:
+            result = await self._call("persist", lambda: self.client.persist(full))
+            return bool(result) or await self.exists(key)
+        return bool(await self._call("pexpire", lambda: self.client.pexpire(full, _ms(ttl))))
+
+    # -- writes --------------------------------------------------------------------------
+
+    def _encode(self, key: str, entry: Entry, ttl: float | None) -> bytes:
+        entry.expires_at = None if ttl is None else self.clock() + ttl
+        if entry.fresh_until is None:
+            entry.fresh_until = entry.expires_at
+        return self.codec.encode_entry(entry, key=key)
+
+    async def set(self, key: str, entry: Entry, ttl: float | None) -> None:
+        """Store ``entry`` for ``ttl`` seconds (batched with other sets of this turn).
+
+        Raises:
+            SerializationError: The value cannot be encoded; nothing is sent.
+            BackendUnavailable: Redis failed, timed out, or the breaker is open.
+        """
+        payload = self._encode(key, entry, ttl)
+        item = (self.prefix + key, payload, ttl, entry.tags)
+        if self._batching:
+            await self._set_batcher.submit(item)
+        else:
+            await self._flush_sets([item])
+
+    async def set_many(self, items: Sequence[tuple[str, Entry, float | None]]) -> None:
+        """Store several items in one pipeline; nothing is sent if one cannot be encoded."""
+        batch = [
+            (self.prefix + key, self._encode(key, entry, ttl), ttl, entry.tags)
+            for key, entry, ttl in items
+        ]
+        if batch:
+            await self._flush_sets(batch)
+
+    async def _flush_sets(
+        self, items: list[tuple[str, bytes, float | None, tuple[str, ...]]]
+    ) -> list[None]:
+        if len(items) > 1:
+            self._batches += 1
+            self._batched_keys += len(items)
+
+        async def run() -> None:
+            pipe = self.client.pipeline(transaction=False)
+            for full, payload, ttl, tags in items:
+                if ttl is None:
+                    pipe.set(full, payload)
+                else:
+                    pipe.set(full, payload, px=_ms(ttl))
+                for tag in tags:
+                    await self._tag_script(
+                        keys=[self.tag_key(tag)],
+                        args=[full, "" if ttl is None else _ms(ttl)],
+                        client=pipe,
+                    )
+            if self._publish:
+                pipe.publish(self.channel, self._message(keys=[f for f, *_ in items]))
+            await pipe.execute()
+
+        await self._call("set", run)
+        return [None] * len(items)
+
+    # -- invalidation ----------------------------------------------------------------------
+
+    async def delete(self, key: str) -> bool:
+        """Remove ``key``; return whether it was there."""
+        return await self.delete_many([key]) == 1
+
+    async def delete_many(self, keys: Sequence[str]) -> int:
+        """Remove several keys; return how many were there."""
+        if not keys:
+            return 0
+        full = [self.prefix + key for key in keys]
+
+        async def run() -> int:
+            if self.cluster:
+                removed = int(await self.client.unlink(*full))
+                if self._publish:
+                    await self.client.publish(self.channel, self._message(keys=full))
+                return removed
+            pipe = self.client.pipeline(transaction=False)
+            pipe.unlink(*full)
+            if self._publish:
+                pipe.publish(self.channel, self._message(keys=full))
+            return int((await pipe.execute())[0])
+
+        return await self._call("delete", run)
+
+    async def invalidate_tags(self, tags: Sequence[str]) -> int:
+        """Remove every entry stored under any of ``tags``; return how many."""
+        if not tags:
+            return 0
+        tag_keys = [self.tag_key(tag) for tag in tags]
+
+        async def run() -> int:
+            if self.cluster:
+                members: set[bytes] = set()
+                for tag_key in tag_keys:
+                    members.update(await self.client.smembers(tag_key))
+                removed = 0
+                if members:
+                    removed = int(await self.client.unlink(*members))
+                await self.client.unlink(*tag_keys)
+            else:
+                removed = int(await self._invalidate_script(keys=tag_keys))
+            if self._publish:
+                await self.client.publish(self.channel, self._message(tags=list(tags)))
+            return removed
+
+        return await self._call("invalidate_tags", run, self.bulk_timeout)
+
+    async def clear(self, prefix: str = "") -> int:
+        """Remove every key under ``prefix`` with SCAN + UNLINK (never FLUSHDB).
+
+        Returns:
+            How many cached entries were removed (tag sets are removed too, uncounted).
+        """
+        data_pattern = _glob_escape(self.prefix + prefix) + "*"
+        tag_pattern = _glob_escape(self.tag_key(prefix)) + "*"
+
+        async def unlink_matching(pattern: str) -> int:
+            removed = 0
+            chunk: list[Any] = []
+            async for found in self.client.scan_iter(match=pattern, count=_SCAN_COUNT):
+                chunk.append(found)
+                if len(chunk) >= _UNLINK_CHUNK:
+                    removed += int(await self.client.unlink(*chunk))
+                    chunk = []
+            if chunk:
+                removed += int(await self.client.unlink(*chunk))
+            return removed
+
+        async def run() -> int:
+            removed = await unlink_matching(data_pattern)
+            await unlink_matching(tag_pattern)
+            if self._publish:
+                await self.client.publish(self.channel, self._message(prefix=prefix))
+            return removed
+
+        return await self._call("clear", run, self.bulk_timeout)
+
+    # -- leases (distributed single-flight) ----------------------------------------------
+
+    async def try_lease(self, key: str, token: str, ttl: float) -> float:
+        """Try to take the single-flight lease on ``key`` for ``ttl`` seconds.
+
+        Returns:
+            0.0 when this caller now holds it, else the seconds left on the holder's lease.
+        """
+        lease = self.lease_key(key)
+
+        async def run() -> float:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.set(lease, token, nx=True, px=_ms(ttl))
+            pipe.pttl(lease)
+            acquired, left = await pipe.execute()
+            return 0.0 if acquired else max(int(left), 1) / 1000.0
+
+        return await self._call("lease", run)
+
+    async def release_lease(self, key: str, token: str) -> bool:
+        """Release the lease if ``token`` still holds it, and wake every waiter."""
+        lease = self.lease_key(key)
+        message = orjson.dumps({"d": key})
+        released = await self._call(
+            "release",
+            lambda: self._release_script(keys=[lease], args=[token, self.channel, message]),
+        )
+        return bool(released)
+
+    async def wait_for_lease(
+        self, key: str, wait: float, recheck: Callable[[], Awaitable[bool]]
+    ) -> bool:
+        """Wait until the holder of ``key``'s lease releases it, or ``wait`` seconds pass.
+
+        The wake-up is registered before ``recheck()`` runs, so a release between the
+        caller's last look and this wait is not missed; when ``recheck`` answers True
+        there is nothing to wait for.
+
+        Returns:
+            True when woken by a release or the recheck, False on timeout.
+        """
+        waiters = self._lease_waiters.setdefault(key, [])
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiters.append(future)
+        try:
+            if await recheck():
+                return True
+            async with asyncio.timeout(wait):
+                await future
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            with contextlib.suppress(ValueError):
+                waiters.remove(future)
+            if not waiters:
+                self._lease_waiters.pop(key, None)
+
+    async def ensure_listener(self) -> bool:
+        """Start the event listener (lease wake-ups, invalidations); True once subscribed."""
+        if self._listener is None:
+            self._listener = _Listener(self)
+        return await self._listener.ready(self.op_timeout)
+
+    def ensure_listener_started(self) -> None:
+        """Start the event listener task if this store has one (needs a running loop)."""
+        if self._listener is not None:
+            self._listener.start()
+
+    # -- invalidation feed (tiered mode) --------------------------------------------------
+
+    def enable_invalidation_feed(self, on_message: Callable[[dict[str, Any]], None]) -> None:
+        """Publish every write and invalidation, and pass other processes' to ``on_message``."""
+        self._publish = True
+        if self._listener is None:
+            self._listener = _Listener(self)
+        self._listener.on_invalidation = on_message
+
+    def add_connection_listener(self, callback: Callable[[bool], None]) -> None:
+        """Call ``callback(connected)`` when the event subscription drops or comes back."""
+        if self._listener is None:
+            self._listener = _Listener(self)
+        self._listener.on_connection.append(callback)
+
+    def _message(
+        self,
+        *,
+        keys: Iterable[str] = (),
+        tags: Sequence[str] = (),
+        prefix: str | None = None,
+    ) -> bytes:
+        self._sent += 1
+        body: dict[str, Any] = {"o": self.origin}
+        cut = len(self.prefix)
+        if keys:
+            body["k"] = [key[cut:] for key in keys]
+        if tags:
+            body["t"] = list(tags)
+        if prefix is not None:
+            body["p"] = prefix
+        return orjson.dumps(body)
+
+    def _dispatch(self, data: bytes) -> None:
+        try:
+            body = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            logger.debug("asyncperf: ignored a foreign message on %s", self.channel)
+            return
+        if not isinstance(body, dict):
+            return
+        done = body.get("d")
+        if isinstance(done, str):
+            for future in self._lease_waiters.get(done, ()):
+                if not future.done():
+                    future.set_result(None)
+            return
+        if body.get("o") == self.origin:
+            return
+        listener = self._listener
+        if listener is not None and listener.on_invalidation is not None:
+            self._received += 1
+            listener.on_invalidation(body)
+
+    # -- health, info, lifecycle -------------------------------------------------------------
+
+    async def health(self) -> StoreHealth:
+        """PING Redis (through the breaker) and report."""
+        started = time.perf_counter()
+        try:
+            await self._call("ping", self.client.ping)
+        except BackendUnavailable as exc:
+            return StoreHealth(
+                ok=False, backend="redis", breaker_state=self.breaker.state, detail=str(exc)
+            )
+        return StoreHealth(
+            ok=True,
+            backend="redis",
+            latency=time.perf_counter() - started,
+            breaker_state=self.breaker.state,
+        )
+
+    async def redis_info(self) -> RedisInfo:
+        """Return a summary of the server's memory, keys, evictions and hit rate."""
+
+        async def run() -> list[dict[str, Any]]:
+            info = await self.client.info()
+            if self.cluster:  # one dict per node, keyed by node name
+                return (
+                    list(info.values())
+                    if info and isinstance(next(iter(info.values())), dict)
+                    else [info]
+                )
+            return [info]
+
+        nodes = await self._call("info", run, self.bulk_timeout)
+
+        def total(name: str) -> int:
+            return sum(int(node.get(name, 0) or 0) for node in nodes)
+
+        keys = 0
+        for node in nodes:
+            for field, value in node.items():
+                if field.startswith("db") and isinstance(value, dict):
+                    keys += int(value.get("keys", 0))
+        hits, misses = total("keyspace_hits"), total("keyspace_misses")
+        first = nodes[0]
+        return RedisInfo(
+            version=str(first.get("redis_version", "?")),
+            used_memory=total("used_memory"),
+            maxmemory=total("maxmemory"),
+            maxmemory_policy=str(first.get("maxmemory_policy", "?")),
+            keys=keys,
+            evicted_keys=total("evicted_keys"),
+            expired_keys=total("expired_keys"),
+            connected_clients=total("connected_clients"),
+            hit_rate=hits / (hits + misses) if hits + misses else 0.0,
+        )
+
+    def statistics(self) -> RedisStoreStatistics:
+        """Return a snapshot of the counters."""
+        breaker = self.breaker.statistics()
+        return RedisStoreStatistics(
+            breaker_state=breaker.state,
+            failures=breaker.failures,
+            rejected=breaker.rejected,
+            batches=self._batches,
+            batched_keys=self._batched_keys,
+            decode_errors=self._decode_errors,
+            invalidations_sent=self._sent,
+            invalidations_received=self._received,
+        )
+
+    async def aclose(self) -> None:
+        """Stop the listener and close the connections this store opened."""
+        if self._listener is not None:
+            await self._listener.aclose()
+            self._listener = None
+        if self._owns_client:
+            with contextlib.suppress(Exception):
+                await self.client.aclose()
+
+
+class _Listener:
+    """One pub/sub connection for the store's event channel, kept alive and watched.
+
+    It reconnects with backoff when Redis goes away; ``on_connection(False)`` fires when
+    the subscription is lost (messages may have been missed from then on) and
+    ``on_connection(True)`` when it is back.
+    """
+
+    def __init__(self, store: RedisStore) -> None:
+        self.store = store
+        self.on_invalidation: Callable[[dict[str, Any]], None] | None = None
+        self.on_connection: list[Callable[[bool], None]] = []
+        self.connected = False
+        self._subscribed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    def start(self) -> None:
+        if self._task is None and not self._closing:
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name=f"asyncperf-redis-listener:{self.store.channel}"
+            )
+
+    async def ready(self, wait: float) -> bool:
+        self.start()
+        if self._subscribed.is_set():
+            return True
+        try:
+            async with asyncio.timeout(wait):
+                await self._subscribed.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def _set_connected(self, connected: bool) -> None:
+        if connected == self.connected:
+            return
+        self.connected = connected
+        if connected:
+            self._subscribed.set()
+        else:
+            self._subscribed.clear()
+        for callback in list(self.on_connection):
+            try:
+                callback(connected)
+            except Exception:
+                logger.exception("asyncperf: connection listener failed")
+
+    async def _run(self) -> None:
+        backoff = 0.05
+        timeout = self.store.op_timeout
+        while not self._closing:
+            pubsub = self.store.client.pubsub()
+            try:
+                async with asyncio.timeout(max(timeout, 1.0)):
+                    await pubsub.subscribe(self.store.channel)
+                self._set_connected(True)
+                backoff = 0.05
+                last_ping = time.monotonic()
+                while not self._closing:
+                    async with asyncio.timeout(_LISTEN_POLL + max(timeout, 1.0)):
+                        message = await pubsub.get_message(
+                            ignore_subscribe_messages=True, timeout=_LISTEN_POLL
+                        )
+                    if message is not None and message.get("type") == "message":
+                        self.store._dispatch(message["data"])
+                    if time.monotonic() - last_ping >= _PING_EVERY:
+                        # A frozen server keeps the socket open: only a ping notices.
+                        async with asyncio.timeout(max(timeout, 1.0)):
+                            await pubsub.ping()
+                        last_ping = time.monotonic()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if self.connected:
+                    logger.warning("asyncperf: Redis event subscription lost: %r", exc)
+                self._set_connected(False)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(pubsub.aclose())
+
+    async def aclose(self) -> None:
+        self._closing = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
