@@ -570,6 +570,57 @@ class Cache:
         entry = mem.get_entry(key) if mem is not None else await self._fetch(key)
         return entry is not None and entry.is_fresh(self._clock())
 
+    async def ttl(self, key: str) -> float | None:
+        """Return the seconds ``key`` has left: ``math.inf`` if it never expires, ``None``
+        if it is absent (or the store cannot say).
+        """
+        key = self._key(key)
+        store: Any = self._store
+        remote = getattr(store, "primary", store)
+        if hasattr(remote, "ttl") and not isinstance(remote, MemoryStore):
+            try:
+                left = await remote.ttl(key)
+            except Exception as exc:
+                self._failed("ttl", exc)
+                return None
+            if left is None:
+                return math.inf
+            return None if left < 0 else float(left)
+        entry = self._mem.peek_entry(key) if self._mem is not None else await self._fetch(key)
+        if entry is None:
+            return None
+        if entry.expires_at is None:
+            return math.inf
+        left = entry.expires_at - self._clock()
+        return left if left > 0 else None
+
+    async def expire(self, key: str, ttl: float | None) -> bool:
+        """Give ``key`` a new lifetime (``None``: never expires); False if it is absent."""
+        full = self._key(key)
+        seconds = check_ttl(ttl)
+        store: Any = self._store
+        remote = getattr(store, "primary", store)
+        if hasattr(remote, "expire") and not isinstance(remote, MemoryStore):
+            try:
+                changed = bool(await remote.expire(full, seconds))
+            except Exception as exc:
+                self._failed("expire", exc)
+                return False
+            front = getattr(store, "front", None)
+            if front is not None:
+                front.delete_entry(full)  # L1 re-reads the new lifetime from L2
+            return changed
+        mem = self._mem
+        if mem is None:
+            raise ConfigurationError(f"{type(store).__name__} cannot change a key's lifetime")
+        entry = mem.get_entry(full)
+        if entry is None:
+            return False
+        renewed = entry.copy_with(entry.value)
+        renewed.fresh_until = None  # the new lifetime is the new freshness too
+        mem.set_entry(full, renewed, seconds)
+        return True
+
     async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """Return ``{key: value}`` for the keys holding a fresh value (misses are absent)."""
         wanted = list(keys)

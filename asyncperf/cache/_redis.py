@@ -785,7 +785,8 @@ class RedisStore(BaseStore):
             self._listener = None
         if self._owns_client:
             with contextlib.suppress(Exception):
-                await self.client.aclose()
+                # The pool was passed in explicitly, so redis-py would leave it open.
+                await self.client.aclose(close_connection_pool=True)
 
 
 class _Listener:
