@@ -1,5 +1,6 @@
 """The cache stack: stores, the Cache facade, single-flight and decorators."""
 
+from ._aiocache import AiocacheStore, AiocacheStoreStatistics
 from ._breaker import BreakerStatistics, CircuitBreaker
 from ._cache import Cache, LoadPolicy
 from ._codec import Codec
@@ -20,6 +21,8 @@ from ._tiered import FallbackStore, TieredStatistics, TieredStore
 
 __all__ = [
     "MAX_KEY_LENGTH",
+    "AiocacheStore",
+    "AiocacheStoreStatistics",
     "AsyncCachedFunction",
     "BaseStore",
     "BreakerStatistics",
