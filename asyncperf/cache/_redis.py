@@ -211,7 +211,7 @@ class RedisStore(BaseStore):
     are misses (or fallback hits), never application errors.
 
     Gets issued in the same event-loop turn travel as one ``MGET`` and sets as one
-    pipeline. Connections come from a blocking pool: callers beyond ``max_connections``
+    pipeline. At most ``max_connections`` commands run at once: callers beyond that
     queue (within the deadline) instead of failing with a pool error.
 
     Keys live under ``prefix``; asyncperf's own keys (tag sets, leases, the event
@@ -322,14 +322,17 @@ class RedisStore(BaseStore):
             raise ConfigurationError(
                 f"RedisStore URL must start with redis://, rediss:// or unix://, got {url!r}"
             )
-        # A blocking pool queues callers beyond max_connections (redis-py 8's default pool
-        # raises MaxConnectionsError instead). Retries are off: the breaker and the
-        # caller's fallback handle failures, and a retry would double every timeout.
-        pool = redis_asyncio.BlockingConnectionPool.from_url(
+        # The store's own semaphore admits at most max_connections commands at once, so
+        # the plain pool (cheaper per command than BlockingConnectionPool) never runs
+        # dry and never raises redis-py 8's MaxConnectionsError; two spare connections
+        # serve the event subscription. No socket timeout: every command already runs
+        # under the store's deadline, and redis-py would add an asyncio.wait_for (a Task
+        # per read on 3.11) for it. Retries are off: the breaker and the fallback handle
+        # failures, and a retry would double every timeout.
+        pool = redis_asyncio.ConnectionPool.from_url(
             url,
-            max_connections=max_connections,
-            timeout=None,
-            socket_timeout=5.0,
+            max_connections=max_connections + 2,
+            socket_timeout=None,
             socket_connect_timeout=2.0,
             retry=Retry(NoBackoff(), 0),
             health_check_interval=0,
