@@ -239,6 +239,12 @@ class Cache:
             answering misses.
         ttl_jitter: Spread each TTL by up to this fraction either way (0.1 = ±10%), so
             keys written together do not all expire together.
+        fallback: For a bare :class:`~asyncperf.RedisStore`: the in-process store that
+            keeps caching while Redis is unavailable (default ``MemoryStore(1000)``;
+            ``None`` for none). Not accepted with other stores.
+        lock_timeout: For ``lock="distributed"``: the lease's lifetime in seconds, and
+            half the longest a caller waits for another process's load before loading
+            itself.
 
     A failing store never fails the application: failures are counted in
     ``statistics().errors``, logged at most every 10 s per kind, and answered as misses

@@ -314,13 +314,23 @@ class RedisStore(BaseStore):
 
     @staticmethod
     def _client_from_url(redis_asyncio: Any, url: str, max_connections: int) -> Any:
+        from urllib.parse import parse_qsl, urlsplit
+
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
+
+        from ._url import REDIS_URL_OPTIONS
 
         scheme = url.split("://", 1)[0].lower()
         if scheme not in ("redis", "rediss", "unix"):
             raise ConfigurationError(
                 f"RedisStore URL must start with redis://, rediss:// or unix://, got {url!r}"
+            )
+        foreign = sorted({name for name, _ in parse_qsl(urlsplit(url).query)} - REDIS_URL_OPTIONS)
+        if foreign:
+            raise ConfigurationError(
+                f"RedisStore does not read option(s) {', '.join(foreign)} from its URL: pass "
+                "them as keyword arguments, or use Cache.from_url(), which reads them all"
             )
         # The store's own semaphore admits at most max_connections commands at once, so
         # the plain pool (cheaper per command than BlockingConnectionPool) never runs
@@ -359,7 +369,9 @@ class RedisStore(BaseStore):
             raise
         except Exception as exc:  # redis errors, OSError, TimeoutError
             self.breaker.failure()
-            raise BackendUnavailable(f"redis {operation} failed: {exc!r}") from exc
+            raise BackendUnavailable(
+                f"redis {operation} failed: {type(exc).__name__}: {exc}"
+            ) from exc
         self.breaker.success()
         return result
 
@@ -449,8 +461,13 @@ class RedisStore(BaseStore):
         full = self.prefix + key
         if ttl is None:
             result = await self._call("persist", lambda: self.client.persist(full))
-            return bool(result) or await self.exists(key)
-        return bool(await self._call("pexpire", lambda: self.client.pexpire(full, _ms(ttl))))
+            changed = bool(result) or await self.exists(key)
+        else:
+            changed = bool(await self._call("pexpire", lambda: self.client.pexpire(full, _ms(ttl))))
+        if changed and self._publish:  # other processes' L1 re-read the new lifetime
+            message = self._message(keys=[full])
+            await self._call("publish", lambda: self.client.publish(self.channel, message))
+        return changed
 
     # -- writes --------------------------------------------------------------------------
 
@@ -492,17 +509,25 @@ class RedisStore(BaseStore):
 
         async def run() -> None:
             pipe = self.client.pipeline(transaction=False)
+            tagged: list[tuple[str, str, str | int]] = []
             for full, payload, ttl, tags in items:
                 if ttl is None:
                     pipe.set(full, payload)
                 else:
                     pipe.set(full, payload, px=_ms(ttl))
-                for tag in tags:
-                    await self._tag_script(
-                        keys=[self.tag_key(tag)],
-                        args=[full, "" if ttl is None else _ms(ttl)],
-                        client=pipe,
-                    )
+                ttl_ms = "" if ttl is None else _ms(ttl)
+                tagged.extend((self.tag_key(tag), full, ttl_ms) for tag in tags)
+            if self.cluster:
+                # A cluster pipeline refuses scripts and PUBLISH: send those on their own.
+                await pipe.execute()
+                for tag_key, full, ttl_ms in tagged:
+                    await self._tag_script(keys=[tag_key], args=[full, ttl_ms])
+                if self._publish:
+                    message = self._message(keys=[full for full, *_ in items])
+                    await self.client.publish(self.channel, message)
+                return
+            for tag_key, full, ttl_ms in tagged:
+                await self._tag_script(keys=[tag_key], args=[full, ttl_ms], client=pipe)
             if self._publish:
                 pipe.publish(self.channel, self._message(keys=[f for f, *_ in items]))
             await pipe.execute()
@@ -734,14 +759,13 @@ class RedisStore(BaseStore):
         """Return a summary of the server's memory, keys, evictions and hit rate."""
 
         async def run() -> list[dict[str, Any]]:
-            info = await self.client.info()
-            if self.cluster:  # one dict per node, keyed by node name
-                return (
-                    list(info.values())
-                    if info and isinstance(next(iter(info.values())), dict)
-                    else [info]
-                )
-            return [info]
+            if self.cluster:  # one dict per primary, keyed by node name
+                info = await self.client.info(target_nodes=self.client.PRIMARIES)
+                values = list(info.values()) if isinstance(info, dict) else []
+                if values and all(isinstance(value, dict) for value in values):
+                    return values
+                return [info]
+            return [await self.client.info()]
 
         nodes = await self._call("info", run, self.bulk_timeout)
 
@@ -844,6 +868,16 @@ class _Listener:
         backoff = 0.05
         timeout = self.store.op_timeout
         while not self._closing:
+            if self.store.cluster:
+                try:
+                    # Cluster pub/sub does not load the slot map itself.
+                    await self.store.client.initialize()
+                except Exception as exc:
+                    self._set_connected(False)
+                    logger.debug("asyncperf: cluster not reachable yet: %r", exc)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 2.0)
+                    continue
             pubsub = self.store.client.pubsub()
             try:
                 async with asyncio.timeout(max(timeout, 1.0)):

@@ -68,7 +68,8 @@ class HealthReport:
     """What :meth:`Cache.health` found.
 
     Attributes:
-        ok: The store answered (or the cache is serving from its fallback).
+        ok: The store answered and is in normal service (False while a remote store is
+            unavailable or recovering, even if a fallback keeps the cache working).
         backend: The store's backend name.
         breaker_state: ``"closed"``, ``"open"`` or ``"half-open"``.
         latency: Seconds the probe took, when one was made.

@@ -30,7 +30,6 @@ class TieredStatistics:
         degraded_reads: Reads answered from memory because the remote was unavailable.
         degraded_writes: Writes kept in memory only because the remote was unavailable.
         recoveries: Times the remote came back and the outage journal was replayed.
-        l1_hits: Reads answered by the memory tier (tiered mode).
         l1_fills: Remote hits copied into the memory tier (tiered mode).
         l1_flushes: Times the memory tier was dropped whole (recovery, reconnect).
         remote_invalidations: Invalidations from other processes applied to the tier.
@@ -43,7 +42,6 @@ class TieredStatistics:
     degraded_reads: int
     degraded_writes: int
     recoveries: int
-    l1_hits: int
     l1_fills: int
     l1_flushes: int
     remote_invalidations: int
@@ -320,7 +318,6 @@ class FallbackStore(BaseStore):
             degraded_reads=self._degraded_reads,
             degraded_writes=self._degraded_writes,
             recoveries=self._recoveries,
-            l1_hits=0,
             l1_fills=0,
             l1_flushes=0,
             remote_invalidations=remote.invalidations_received,
@@ -380,7 +377,7 @@ class TieredStore(FallbackStore):
         # The Cache facade reads this tier inline, like a plain MemoryStore.
         self.front = l1 if not _LOCK_READS else None
         self._epoch = 0
-        self._l1_hits = self._l1_fills = self._l1_flushes = 0
+        self._l1_fills = self._l1_flushes = 0
         l2.enable_invalidation_feed(self._on_remote_invalidation)
         l2.add_connection_listener(self._on_connection)
 
@@ -435,8 +432,7 @@ class TieredStore(FallbackStore):
     async def get(self, key: str) -> Entry | None:
         """Return the L1 entry, else the L2 one (copied into L1)."""
         entry = self.l1.get_entry(key)
-        if entry is not None:
-            self._l1_hits += 1
+        if entry is not None:  # (the Cache facade reads L1 inline: rarely reached)
             return entry
         self.l2.ensure_listener_started()
         if not await self._primary_ready():
@@ -514,7 +510,6 @@ class TieredStore(FallbackStore):
             degraded_reads=base.degraded_reads,
             degraded_writes=base.degraded_writes,
             recoveries=base.recoveries,
-            l1_hits=self._l1_hits,
             l1_fills=self._l1_fills,
             l1_flushes=self._l1_flushes,
             remote_invalidations=base.remote_invalidations,

@@ -96,9 +96,11 @@ _TIERED_PARSERS: dict[str, Callable[[str, Any], Any]] = {
 }
 
 # Query options redis-py itself understands; they stay in the URL handed to it.
-_REDIS_URL_OPTIONS = frozenset(
+REDIS_URL_OPTIONS = frozenset(
     {
         "db",
+        "password",
+        "username",
         "client_name",
         "protocol",
         "ssl_cert_reqs",
@@ -167,7 +169,7 @@ def cache_from_url(url: str, overrides: dict[str, Any]) -> Cache:
         return _redis_cache(scheme, base, options, cache_options)
     raise ConfigurationError(
         f"unknown cache URL scheme {scheme!r} in {url!r} (supported: memory://, redis://, "
-        "rediss://, unix://, tiered+redis://, tiered+rediss://)"
+        "rediss://, unix://, tiered+redis://, tiered+rediss://, tiered+unix://)"
     )
 
 
@@ -182,7 +184,7 @@ def _redis_cache(
     from ._tiered import TieredStore
 
     tiered = scheme.startswith("tiered+")
-    redis_query = {name: options.pop(name) for name in list(options) if name in _REDIS_URL_OPTIONS}
+    redis_query = {name: options.pop(name) for name in list(options) if name in REDIS_URL_OPTIONS}
     parsed = parse_options(options, _TIERED_PARSERS if tiered else _REDIS_PARSERS, scheme)
     redis_url = base.split("+", 1)[1] if tiered else base
     if redis_query:

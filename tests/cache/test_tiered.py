@@ -200,7 +200,7 @@ CHILD = textwrap.dedent(
                 break
             value = await cache.get(line, default="<missing>")
             stats = cache.store.statistics()
-            print(json.dumps({"value": value, "l1_hits": stats.l1_hits,
+            print(json.dumps({"value": value,
                               "invalidations": stats.remote_invalidations}), flush=True)
         await cache.aclose()
 
