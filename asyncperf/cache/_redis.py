@@ -100,24 +100,28 @@ class _Resubmit(Exception):
 
 
 class _Batcher(Generic[ItemT, R]):
-    """Coalesce calls made in the same event-loop turn into one backend round trip.
+    """Coalesce calls that arrive while the backend is busy into one round trip.
 
-    The first caller of a turn opens a batch and yields once; callers arriving before it
-    resumes join the batch; then the first caller sends them all in one request (MGET,
-    or one pipeline) and hands every caller its own result. A caller alone pays one loop
-    iteration, no timer.
+    A call made when nothing of its kind is in flight goes out at once: a lone caller
+    pays nothing for batching. Calls made while one is in flight gather: the first of
+    them opens a batch and yields once, the calls of the same event-loop turn join it,
+    and it sends them all in one request (MGET, or one pipeline), handing every caller
+    its own result. So a burst of N concurrent gets costs two round trips, not N.
     """
 
-    __slots__ = ("_flush", "_pending")
+    __slots__ = ("_flush", "_in_flight", "_pending")
 
     def __init__(self, flush: Callable[[list[ItemT]], Awaitable[list[R]]]) -> None:
         self._flush = flush
         self._pending: list[tuple[ItemT, asyncio.Future[R]]] | None = None
+        self._in_flight = 0
 
     async def submit(self, item: ItemT) -> R:
         while True:
             pending = self._pending
             if pending is None:
+                if self._in_flight == 0:
+                    return (await self._send([item]))[0]
                 return await self._lead(item)
             future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
             pending.append((item, future))
@@ -125,6 +129,13 @@ class _Batcher(Generic[ItemT, R]):
                 return await future
             except _Resubmit:
                 continue
+
+    async def _send(self, items: list[ItemT]) -> list[R]:
+        self._in_flight += 1
+        try:
+            return await self._flush(items)
+        finally:
+            self._in_flight -= 1
 
     async def _lead(self, item: ItemT) -> R:
         pending: list[tuple[ItemT, asyncio.Future[R]]] = []
@@ -134,7 +145,7 @@ class _Batcher(Generic[ItemT, R]):
                 await asyncio.sleep(0)
             finally:
                 self._pending = None
-            results = await self._flush([item, *(queued for queued, _ in pending)])
+            results = await self._send([item, *(queued for queued, _ in pending)])
         except BaseException as exc:
             handover: BaseException = exc if isinstance(exc, Exception) else _Resubmit()
             for _, future in pending:
@@ -210,8 +221,9 @@ class RedisStore(BaseStore):
     probe decides whether to close it. Behind a :class:`~asyncperf.Cache`, such failures
     are misses (or fallback hits), never application errors.
 
-    Gets issued in the same event-loop turn travel as one ``MGET`` and sets as one
-    pipeline. At most ``max_connections`` commands run at once: callers beyond that
+    A get made while Redis is busy with another waits for the gets of the same event-loop
+    turn and travels with them as one ``MGET`` (sets: one pipeline); a lone get goes out
+    at once. At most ``max_connections`` commands run at once: callers beyond that
     queue (within the deadline) instead of failing with a pool error.
 
     Keys live under ``prefix``; asyncperf's own keys (tag sets, leases, the event

@@ -172,22 +172,50 @@ async def test_store_level_odds_and_ends(prefix: str, raw: redis_asyncio.Redis) 
         await store.aclose()
 
 
-async def test_a_cancelled_batch_leader_hands_its_followers_over(prefix: str) -> None:
-    store = RedisStore(REDIS_URL, prefix=prefix)
-    try:
-        await store.set("k", Entry("v"), 10)
-        leader = asyncio.ensure_future(store.get("k"))
-        followers = [asyncio.ensure_future(store.get("k")) for _ in range(5)]
-        # One loop turn: the leader opens a batch and yields, the followers join it.
-        await asyncio.sleep(0)
-        leader.cancel()  # before the leader resumes to send the batch
-        results = await asyncio.gather(*followers)
-        assert [entry.value for entry in results] == ["v"] * 5  # type: ignore[union-attr]
-        with pytest.raises(asyncio.CancelledError):
-            await leader
-    finally:
-        await store.clear()
-        await store.aclose()
+async def test_batcher_sends_a_lone_call_at_once_and_batches_the_rest() -> None:
+    from asyncperf.cache._redis import _Batcher
+
+    sent: list[list[str]] = []
+    gate = asyncio.Event()
+
+    async def flush(items: list[str]) -> list[str]:
+        sent.append(items)
+        await gate.wait()
+        return [item.upper() for item in items]
+
+    batcher: _Batcher[str, str] = _Batcher(flush)
+    first = asyncio.ensure_future(batcher.submit("a"))
+    await asyncio.sleep(0)  # "a" is in flight, alone
+    rest = [asyncio.ensure_future(batcher.submit(x)) for x in "bcd"]
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    gate.set()
+    assert await first == "A"
+    assert await asyncio.gather(*rest) == ["B", "C", "D"]
+    assert sent == [["a"], ["b", "c", "d"]]
+
+
+async def test_a_cancelled_batch_leader_hands_its_followers_over() -> None:
+    from asyncperf.cache._redis import _Batcher
+
+    gate = asyncio.Event()
+
+    async def flush(items: list[str]) -> list[str]:
+        await gate.wait()
+        return [item.upper() for item in items]
+
+    batcher: _Batcher[str, str] = _Batcher(flush)
+    busy = asyncio.ensure_future(batcher.submit("busy"))
+    await asyncio.sleep(0)  # something is in flight: the next calls batch
+    leader = asyncio.ensure_future(batcher.submit("x"))
+    followers = [asyncio.ensure_future(batcher.submit(f"f{i}")) for i in range(3)]
+    await asyncio.sleep(0)  # the leader opened a batch and yielded; the followers joined
+    leader.cancel()  # before it resumes to send the batch
+    gate.set()
+    assert await asyncio.gather(*followers) == ["F0", "F1", "F2"]
+    assert await busy == "BUSY"
+    with pytest.raises(asyncio.CancelledError):
+        await leader
 
 
 async def test_batch_failures_reach_every_follower() -> None:
