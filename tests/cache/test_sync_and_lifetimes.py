@@ -206,7 +206,9 @@ async def test_warm_joins_a_load_already_running(cache: Cache) -> None:
             warm = await cache.warm({"k": lambda: "other"}, force=True)
 
         group.start_soon(run_warm)
-        await anyio.sleep(0)
+        flight = cache._shared.flights["k"]
+        while flight.event.statistics().tasks_waiting < 1:  # warm joined the load
+            await anyio.sleep(0)
         release.set()
     assert calls == 1
     assert warm is not None
