@@ -423,8 +423,23 @@ class TieredStore(FallbackStore):
             ttl = min(ttl, entry.expires_at - self.clock())
             if ttl <= 0:
                 return
-        self.l1.set_entry(key, entry.copy_with(entry.value), ttl)
+        self._put_l1(key, entry, ttl)
         self._l1_fills += 1
+
+    def _put_l1(self, key: str, entry: Entry, ttl: float) -> None:
+        """Keep a copy of ``entry`` in L1 for ``ttl`` seconds at most.
+
+        The Cache facade reads L1 inline and checks only ``fresh_until``, so the copy's
+        freshness ends when its L1 life does. Its load time is dropped: probabilistic
+        early refresh is decided on L2 reads, against the value's real expiry, not at
+        every L1 expiry.
+        """
+        local = entry.copy_with(entry.value)
+        deadline = self.clock() + ttl
+        if local.fresh_until is None or local.fresh_until > deadline:
+            local.fresh_until = deadline
+        local.load_time = 0.0
+        self.l1.set_entry(key, local, ttl)
 
     def _l1_ttl(self, ttl: float | None) -> float:
         return self.l1_ttl if ttl is None else min(ttl, self.l1_ttl)
@@ -483,7 +498,7 @@ class TieredStore(FallbackStore):
         else:
             self._degraded_writes += 1
             self._journal(keys=[key])
-        self.l1.set_entry(key, local, self._l1_ttl(ttl))
+        self._put_l1(key, local, self._l1_ttl(ttl))
 
     async def set_many(self, items: Sequence[tuple[str, Entry, float | None]]) -> None:
         """Store several items in both tiers."""
@@ -499,7 +514,7 @@ class TieredStore(FallbackStore):
             self._degraded_writes += len(items)
             self._journal(keys=[key for key, _, _ in items])
         for key, entry, ttl in local:
-            self.l1.set_entry(key, entry, self._l1_ttl(ttl))
+            self._put_l1(key, entry, self._l1_ttl(ttl))
 
     def statistics(self) -> TieredStatistics:
         """Return a snapshot of the counters."""
