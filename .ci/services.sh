@@ -45,4 +45,6 @@ if ! pg_up; then
   as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n 1)" main start
   wait_for PostgreSQL pg_up
 fi
+# pg_stat_statements preloaded and HypoPG installed, for the database advisor's tests.
+bash "$(dirname "$0")/postgres.sh"
 echo "services: Redis and PostgreSQL are up"

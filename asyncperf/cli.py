@@ -208,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--concurrency", type=_positive_int, default=50)
     demo.add_argument("--latency-ms", type=_positive_float, default=20.0)
     demo.add_argument("--seed", type=int, default=1)
+    from .db._cli import add_parser as add_db_parser  # imports neither asyncpg nor pglast
+
+    add_db_parser(commands)
     return parser
 
 
@@ -216,6 +219,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "demo":
         return asyncio.run(_demo(args))
+    if args.command == "db":
+        from .db._cli import run as run_db
+
+        return run_db(args)
     raise AssertionError(args.command)  # argparse rejects unknown commands
 
 
