@@ -11,6 +11,10 @@ group's floor, is printed from the medians of this run (see ``pytest_terminal_su
 
 ``ASYNCPERF_BENCH_QUICK=1`` shrinks rounds and ops so the whole suite runs in seconds (CI:
 it checks that everything still runs; its numbers are too noisy to quote).
+
+The Redis benchmarks share the session fixture ``redis_server``: a throwaway
+``redis-server`` on a free loopback port (see ``_redis_support.py``). Targets from the
+issue (``AsyncBench.target``) are checked against the medians in the same summary.
 """
 
 from __future__ import annotations
@@ -20,11 +24,12 @@ import statistics
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import pytest
 
 from bench._data import KEYS, OPS, QUICK, ROUNDS, WARMUP_ROUNDS
+from bench._redis_support import RedisServer, start_redis_server
 
 T = TypeVar("T")
 
@@ -43,10 +48,30 @@ class Result:
     note: str = ""
 
 
+TargetKind = Literal["max_ratio", "min_ratio", "max_over", "max_value"]
+
+
+@dataclass
+class Target:
+    """A figure from the issue, checked against this run's medians in the summary.
+
+    ``max_ratio`` / ``min_ratio``: the variant's value over its group's floor;
+    ``max_over``: value minus floor, in the group's unit; ``max_value``: the value itself.
+    Targets are reported (met / missed), never asserted: timings do not fail the suite.
+    """
+
+    group: str
+    label: str
+    kind: TargetKind
+    limit: float
+    text: str
+
+
 @dataclass
 class Report:
     results: list[Result] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    targets: list[Target] = field(default_factory=list)
 
 
 REPORT = Report()
@@ -127,6 +152,11 @@ class AsyncBench:
         """Add a free-form line to the summary printed at the end of the session."""
         REPORT.notes.append(line)
 
+    def target(self, label: str, kind: TargetKind, limit: float, text: str) -> None:
+        """Check ``label`` of this test's group against an issue target in the summary."""
+        group = self.benchmark.group or "(no group)"
+        REPORT.targets.append(Target(group, label, kind, limit, text))
+
 
 _warmed_up = False
 
@@ -196,6 +226,43 @@ def ratio_lines(report: Report) -> list[str]:
     return lines
 
 
+def target_lines(report: Report) -> list[str]:
+    """Format each target whose variant (and floor, where needed) ran in this session."""
+    lines: list[str] = []
+    for target in report.targets:
+        found = [r for r in report.results if r.group == target.group and r.label == target.label]
+        floors = [r for r in report.results if r.group == target.group and r.floor]
+        if not found or (target.kind != "max_value" and not (floors and floors[0].value > 0)):
+            continue
+        result = found[-1]
+        if target.kind == "max_value":
+            met = result.value <= target.limit
+            figure = _format_value(result.value, result.unit)
+        else:
+            floor = floors[0]
+            if target.kind == "max_over":
+                over = result.value - floor.value
+                met = over <= target.limit
+                figure = f"+{_format_value(over, result.unit)} over floor"
+            else:
+                ratio = result.value / floor.value
+                met = ratio <= target.limit if target.kind == "max_ratio" else ratio >= target.limit
+                figure = f"{ratio:.3f}x floor"
+        status = "MET   " if met else "MISSED"
+        lines.append(f"  {status} {target.group}: {result.label}: {figure}  (target {target.text})")
+    return lines
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A throwaway redis-server on a free loopback port, for this session only."""
+    server = start_redis_server(tmp_path_factory.mktemp("redis"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if not REPORT.results and not REPORT.notes:
@@ -205,6 +272,12 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     terminalreporter.section(f"asyncperf ratios (medians of this run; {mode})")
     for line in ratio_lines(REPORT):
         write(line)
+    targets = target_lines(REPORT)
+    if targets:
+        write("")
+        write("targets (notes/cache-peers.md; reported, not asserted):")
+        for line in targets:
+            write(line)
     if REPORT.notes:
         write("")
         for line in REPORT.notes:

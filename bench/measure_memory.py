@@ -8,9 +8,8 @@ for; pymalloc rounds small blocks up to 16 bytes, so RSS can be a little higher)
     tracing starts, so the traced growth is only what the store adds per entry: the
     ``Entry`` object, its OrderedDict slot and node, the expiry float, the size int and the
     key's slot in the expiry wheel. That is the quantity ``ENTRY_OVERHEAD`` stands for.
-    Because the store accounts ``len(key)`` (not ``sys.getsizeof(key)``), the key string's
-    header (49 bytes for an ASCII ``str`` on CPython 3.11) is not counted anywhere else:
-    ``suggested_constant`` adds it.
+    The store accounts the key string itself with ``sys.getsizeof(key)``, so
+    ``suggested_constant`` is that per-entry figure.
 
 ``byte_cap_workload``
     Random keys, random values (strings, lists and dicts of random sizes), random TTLs
@@ -57,7 +56,7 @@ class Overhead:
     max_bytes: int | None
     per_entry: float  # traced growth per entry: what the store adds beyond key and value
     key_size: float  # sys.getsizeof of a key (owned by the store once stored)
-    key_len: float  # len(key): what the store accounts for the key
+    key_len: float  # len(key), for reference
     value_size: int  # sys.getsizeof of a value
     accounted_per_entry: float  # statistics().bytes / count (0 without max_bytes)
 
@@ -68,8 +67,9 @@ class Overhead:
 
     @property
     def suggested_constant(self) -> int:
-        """``ENTRY_OVERHEAD`` that makes the accounting match, with ``len(key)`` accounting."""
-        return round(self.per_entry + self.key_size - self.key_len)
+        """``ENTRY_OVERHEAD`` that makes the accounting match (the store accounts the key
+        string with ``sys.getsizeof``, so the constant is the per-entry figure itself)."""
+        return round(self.per_entry)
 
 
 def fill(store: MemoryStore, keys: list[str], values: list[int], ttl: float | None) -> None:

@@ -48,8 +48,8 @@ def test_entry_overhead(abench: AsyncBench) -> None:
     abench.benchmark.pedantic(fill_store, setup=setup, rounds=1 if QUICK else 3, iterations=1)
 
     result = entry_overhead(ENTRIES)
-    # The accounting itself is exact: payload + len(key) + ENTRY_OVERHEAD per entry.
-    assert result.accounted_per_entry == result.value_size + result.key_len + ENTRY_OVERHEAD
+    # The accounting itself is exact: payload + sys.getsizeof(key) + ENTRY_OVERHEAD per entry.
+    assert result.accounted_per_entry == result.value_size + result.key_size + ENTRY_OVERHEAD
     assert result.per_entry > 0
     abench.benchmark.extra_info.update(
         entries=ENTRIES,

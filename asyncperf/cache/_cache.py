@@ -36,6 +36,7 @@ Loader = Callable[[], Any]
 _LOCK_MODES: Final = ("local", "distributed", None)
 _ERROR_LOG_INTERVAL: Final = 10.0
 _INF: Final = math.inf
+_UNSUBSCRIBED_RECHECK: Final = 0.05
 
 # Outcomes of looking at an entry (see Cache._classify).
 _MISS: Final = 0
@@ -938,8 +939,12 @@ class Cache:
                 if remaining <= 0:
                     self._lock_timeouts += 1
                     break
-                await store.ensure_listener()
-                await store.wait_for_lease(key, min(remaining, held_for + 0.05), fresh_value)
+                wait = min(remaining, held_for + 0.05)
+                if not await store.ensure_listener():
+                    # Not subscribed (yet): a release message could be missed, so look
+                    # again soon rather than sleeping out the holder's whole lease.
+                    wait = min(wait, _UNSUBSCRIBED_RECHECK)
+                await store.wait_for_lease(key, wait, fresh_value)
                 if found or await fresh_value():
                     self._lock_waits += 1
                     flight.resolve(found[0])
