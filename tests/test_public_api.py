@@ -7,10 +7,13 @@ import sys
 
 import asyncperf
 import asyncperf.cache
+import asyncperf.db
+import asyncperf.http
+import asyncperf.llm
 
 
 def test_all_is_sorted_and_complete() -> None:
-    for module in (asyncperf, asyncperf.cache):
+    for module in (asyncperf, asyncperf.cache, asyncperf.http, asyncperf.llm, asyncperf.db):
         names = [name for name in module.__all__ if name != "__version__"]
         assert names == sorted(names, key=lambda n: (not n.isupper(), n)), module.__name__
         for name in module.__all__:

@@ -1,0 +1,490 @@
+"""ResponseCacheMiddleware: the response cache as a pure ASGI middleware.
+
+Like Starlette's ``GZipMiddleware`` it wraps ``send``: ``http.response.start`` is held
+until the first body message shows whether the response is whole (then it is buffered,
+validated, stored and encoded) or streamed (then it passes through, teed into a copy
+only while it stays under the size cap). No ``BaseHTTPMiddleware``, no framework import.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, Final
+
+import anyio
+
+from ._core import (
+    BYPASS,
+    GATEWAY_TIMEOUT,
+    HIT,
+    MISS,
+    REVALIDATE,
+    SAFE_METHODS,
+    SERVER_ERRORS,
+    STALE,
+    Lookup,
+    Reply,
+    RequestView,
+    ResponseCache,
+)
+from ._route import route_policy_of
+
+__all__ = ["ResponseCacheMiddleware"]
+
+logger = logging.getLogger("asyncperf.http")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_WAITING: Final = 0
+_BUFFER: Final = 1  # whole body collected, then validated, stored and encoded
+_TEE: Final = 2  # streamed to the client, copied for storage while under the cap
+_PASS: Final = 3  # streamed to the client untouched
+_NOT_MODIFIED: Final = 4  # the app's 304 to our revalidation: answer from the entry
+_ERROR_STALE: Final = 5  # the app failed; stale-if-error answers instead
+_DISCARD: Final = 6  # background revalidation that cannot be stored
+
+
+def _text_headers(raw: Any) -> list[tuple[str, str]]:
+    return [
+        (bytes(name).decode("latin-1").lower(), bytes(value).decode("latin-1"))
+        for name, value in raw
+    ]
+
+
+def _raw_headers(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+
+
+def request_view(scope: Scope) -> RequestView:
+    """Return the cache's view of an ASGI HTTP scope."""
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in scope.get("headers", ()):
+        name = bytes(raw_name).decode("latin-1").lower()
+        value = bytes(raw_value).decode("latin-1")
+        previous = headers.get(name)
+        headers[name] = value if previous is None else f"{previous}, {value}"
+    host = headers.get("host")
+    if host is None:
+        server = scope.get("server")
+        host = f"{server[0]}:{server[1]}" if server else "localhost"
+    raw_path = scope.get("raw_path")
+    path = (
+        bytes(raw_path).decode("latin-1")
+        if raw_path
+        else scope.get("root_path", "") + scope.get("path", "/")
+    )
+    return RequestView(
+        method=scope.get("method", "GET").upper(),
+        scheme=scope.get("scheme", "http"),
+        host=host,
+        path=path,
+        query=bytes(scope.get("query_string", b"")).decode("latin-1"),
+        headers=headers,
+    )
+
+
+async def _send_reply(send: Send, reply: Reply, *, head: bool) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": reply.status,
+            "headers": _raw_headers(reply.headers),
+        }
+    )
+    body = b"" if head or reply.status in (204, 304) else reply.body
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def _discard(message: Message) -> None:
+    """A ``send`` for background revalidations: the client already has its answer."""
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, finished: anyio.Event) -> Receive:
+    """Return a ``receive`` that gives the buffered body again, then waits for the end."""
+    given = False
+
+    async def receive() -> Message:
+        nonlocal given
+        if not given:
+            given = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await finished.wait()
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
+class ResponseCacheMiddleware:
+    """Serve GET and HEAD from a :class:`~asyncperf.http.ResponseCache` (pure ASGI).
+
+    Args:
+        app: The ASGI application.
+        response_cache: The cache and its options.
+
+    Example:
+        >>> from starlette.applications import Starlette
+        >>> from asyncperf import Cache
+        >>> from asyncperf.http import ResponseCache, ResponseCacheMiddleware
+        >>> app = Starlette()
+        >>> app.add_middleware(ResponseCacheMiddleware, response_cache=ResponseCache(Cache()))
+    """
+
+    def __init__(self, app: ASGIApp, response_cache: ResponseCache) -> None:
+        if not isinstance(response_cache, ResponseCache):
+            raise TypeError(
+                f"response_cache must be a ResponseCache, got {type(response_cache).__name__}"
+            )
+        self.app = app
+        self.response_cache = response_cache
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rc = self.response_cache
+        request = request_view(scope)
+        method = request.method
+        if method not in ("GET", "HEAD"):
+            rc.count_bypass()
+            if method in SAFE_METHODS:
+                await self._pass_through(scope, receive, send)
+            else:
+                await self._unsafe(scope, receive, send, request)
+            return
+        lookup = await rc.lookup(request)
+        action = lookup.action
+        head = method == "HEAD"
+        if action == HIT:
+            assert lookup.entry is not None
+            reply = await rc.serve(request, lookup.entry, HIT, key=lookup.key, age=lookup.age)
+            await _send_reply(send, reply, head=head)
+        elif action == STALE:
+            assert lookup.entry is not None
+            revalidate = lookup.forward != "" and rc.claim_revalidation(lookup)
+            body = await _read_body(receive) if revalidate else b""
+            reply = await rc.serve(request, lookup.entry, STALE, key=lookup.key, age=lookup.age)
+            await _send_reply(send, reply, head=head)
+            if revalidate:
+                # The client has its whole answer; the revalidation runs after it, in this
+                # call (as Starlette's background tasks do), on a replayed request body.
+                try:
+                    finished = anyio.Event()
+                    await self._fetch(
+                        scope, _replay(body, finished), _discard, request, lookup, finished
+                    )
+                except Exception:
+                    rc.count_error()
+                    logger.warning(
+                        "background revalidation of %s failed", request.target, exc_info=True
+                    )
+                finally:
+                    rc.release_revalidation(lookup)
+        elif action == GATEWAY_TIMEOUT:
+            await _send_reply(send, rc.gateway_timeout(), head=head)
+        elif action == BYPASS:
+            await self._pass_through(scope, receive, send)
+        else:
+            await self._fetch(scope, receive, send, request, lookup, None)
+
+    async def _pass_through(self, scope: Scope, receive: Receive, send: Send) -> None:
+        rc = self.response_cache
+
+        async def send_marked(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = rc.pass_through_headers(
+                    _text_headers(message.get("headers", ())), BYPASS, cacheable=False
+                )
+                message = {**message, "headers": _raw_headers(headers)}
+            await send(message)
+
+        await self.app(scope, receive, send_marked)
+
+    async def _unsafe(
+        self, scope: Scope, receive: Receive, send: Send, request: RequestView
+    ) -> None:
+        rc = self.response_cache
+
+        async def send_invalidating(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = _text_headers(message.get("headers", ()))
+                # Before the client hears back, so its next GET cannot see the old entry.
+                await rc.invalidate_after_unsafe(request, int(message["status"]), headers)
+                headers = rc.pass_through_headers(headers, BYPASS, cacheable=False)
+                message = {**message, "headers": _raw_headers(headers)}
+            await send(message)
+
+        await self.app(scope, receive, send_invalidating)
+
+    async def _fetch(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        request: RequestView,
+        lookup: Lookup,
+        finished: anyio.Event | None,
+    ) -> None:
+        """Ask the app (conditionally when revalidating) and answer from what it sends."""
+        rc = self.response_cache
+        validating = lookup.entry is not None and (
+            lookup.action == REVALIDATE or finished is not None
+        )
+        app_scope = scope
+        if validating:
+            assert lookup.entry is not None
+            extra = rc.revalidation_headers(lookup.entry)
+            headers = [
+                (name, value)
+                for name, value in scope.get("headers", ())
+                if bytes(name).lower() not in (b"if-none-match", b"if-modified-since")
+            ]
+            headers.extend(_raw_headers(extra))
+            app_scope = {**scope, "headers": headers}
+        capture = _Capture(rc, app_scope, request, lookup, send, validating, finished)
+        try:
+            await self.app(app_scope, receive, capture)
+        except Exception:
+            if capture.mode == _ERROR_STALE and capture.sent:
+                # The app sent its 500 (Starlette's ServerErrorMiddleware does), then raised;
+                # the client already has the stale answer instead.
+                logger.warning("%s failed; answered from stale", request.target, exc_info=True)
+                return
+            if not capture.sent and lookup.stale_if_error and lookup.entry is not None:
+                logger.warning("%s failed; answered from stale", request.target, exc_info=True)
+                capture.mode = _ERROR_STALE
+                await capture.answer_stale("asyncperf; fwd=stale; detail=app-error")
+                return
+            raise
+        await capture.close()
+
+
+class _Capture:
+    """The ``send`` given to the app on a miss or revalidation (one response)."""
+
+    def __init__(
+        self,
+        rc: ResponseCache,
+        scope: Scope,
+        request: RequestView,
+        lookup: Lookup,
+        send: Send,
+        validating: bool,
+        finished: anyio.Event | None,
+    ) -> None:
+        self.rc = rc
+        self.scope = scope
+        self.request = request
+        self.lookup = lookup
+        self.downstream = send
+        self.validating = validating
+        self.finished = finished
+        self.background = finished is not None
+        self.start: Message | None = None
+        self.headers: list[tuple[str, str]] = []
+        self.mode = _WAITING
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.sent = False
+        self.request_time = rc.now()
+        self.response_time = self.request_time
+        self.done = False
+
+    def _route(self) -> Any:
+        self.request.params = self.scope.get("path_params") or {}
+        return route_policy_of(self.scope.get("endpoint"))
+
+    async def _send(self, message: Message) -> None:
+        self.sent = True
+        if not self.background:
+            await self.downstream(message)
+
+    async def _send_start(self, label: str, *, cacheable: bool) -> None:
+        assert self.start is not None
+        headers = self.rc.pass_through_headers(self.headers, label, cacheable=cacheable)
+        await self._send({**self.start, "headers": _raw_headers(headers)})
+
+    async def __call__(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            self.start = message
+            self.headers = _text_headers(message.get("headers", ()))
+            self.response_time = self.rc.now()
+            return
+        if kind != "http.response.body":
+            # pathsend, trailers and other extensions: nothing to cache, pass them on.
+            if self.mode == _WAITING and self.start is not None:
+                await self._send_start(MISS, cacheable=False)
+                self.mode = _PASS
+            if self.mode == _TEE:
+                self.mode = _PASS
+            if self.mode == _PASS:
+                await self._send(message)
+            return
+        body: bytes = message.get("body", b"")
+        more: bool = message.get("more_body", False)
+        if self.mode == _WAITING:
+            await self._decide(more, len(body))
+        mode = self.mode
+        if mode == _BUFFER:
+            self.chunks.append(body)
+            self.size += len(body)
+            if self.size > self.rc.max_body_size and more:
+                await self._overflow()
+        elif mode == _TEE:
+            await self._send({"type": "http.response.body", "body": body, "more_body": more})
+            self.chunks.append(body)
+            self.size += len(body)
+            if self.size > self.rc.max_body_size:
+                self.chunks = []
+                self.mode = _PASS
+        elif mode == _PASS:
+            await self._send(message)
+        if not more:
+            await self._end()
+
+    async def _decide(self, more: bool, first_size: int) -> None:
+        if self.start is None:
+            raise RuntimeError("ASGI app sent a response body before http.response.start")
+        status = int(self.start["status"])
+        rc, lookup = self.rc, self.lookup
+        fields = dict(self.headers)
+        if self.validating and status == 304:
+            self.mode = _NOT_MODIFIED
+        elif lookup.stale_if_error and lookup.entry is not None and status in SERVER_ERRORS:
+            self.mode = _ERROR_STALE
+        elif self.request.method == "HEAD":
+            self.mode = _PASS
+            await self._send_start(MISS, cacheable=True)
+        elif not more and first_size <= rc.max_body_size:
+            self.mode = _BUFFER
+        elif not more:
+            # Already whole, but over the cap: neither validated nor stored, sent as is.
+            self.mode = _DISCARD if self.background else _PASS
+            if not self.background:
+                await self._send_start(MISS, cacheable=True)
+        else:
+            length = fields.get("content-length", "")
+            streamed_events = fields.get("content-type", "").startswith("text/event-stream")
+            if streamed_events or (length.isdigit() and int(length) > rc.max_body_size):
+                self.mode = _DISCARD if self.background else _PASS
+                if not self.background:
+                    await self._send_start(MISS, cacheable=not streamed_events)
+            elif length.isdigit() or self.background:
+                self.mode = _BUFFER
+            else:
+                self.mode = _TEE
+                await self._send_start(MISS, cacheable=True)
+
+    async def _overflow(self) -> None:
+        """A body announced (or assumed) small grew past the cap: stream the rest."""
+        if self.background:
+            self.mode, self.chunks = _DISCARD, []
+            return
+        await self._send_start(MISS, cacheable=True)
+        buffered, self.chunks = b"".join(self.chunks), []
+        await self._send({"type": "http.response.body", "body": buffered, "more_body": True})
+        self.mode = _PASS
+
+    async def _end(self) -> None:
+        self.done = True
+        try:
+            rc, lookup, request = self.rc, self.lookup, self.request
+            assert self.start is not None
+            mode = self.mode
+            if mode == _BUFFER:
+                reply = await rc.complete(
+                    request,
+                    lookup,
+                    status=int(self.start["status"]),
+                    headers=self.headers,
+                    body=b"".join(self.chunks),
+                    route=self._route(),
+                    request_time=self.request_time,
+                    response_time=self.response_time,
+                )
+                if not self.background:
+                    await self._send_reply(reply)
+            elif mode == _TEE:
+                await rc.store_streamed(
+                    request,
+                    lookup,
+                    status=int(self.start["status"]),
+                    headers=self.headers,
+                    body=b"".join(self.chunks),
+                    route=self._route(),
+                    request_time=self.request_time,
+                    response_time=self.response_time,
+                )
+            elif mode == _NOT_MODIFIED:
+                entry = await rc.refresh(
+                    request,
+                    lookup,
+                    headers=self.headers,
+                    route=self._route(),
+                    request_time=self.request_time,
+                    response_time=self.response_time,
+                )
+                if not self.background:
+                    rc.count_revalidated_hit()
+                    reply = await rc.serve(
+                        request,
+                        entry,
+                        HIT,
+                        key=lookup.key,
+                        age=entry.plan.initial_age,
+                        cache_status="asyncperf; fwd=stale; fwd-status=304",
+                    )
+                    await self._send_reply(reply)
+            elif mode == _ERROR_STALE:
+                await self.answer_stale(
+                    f"asyncperf; fwd=stale; fwd-status={int(self.start['status'])}"
+                )
+        finally:
+            if self.finished is not None:
+                self.finished.set()
+
+    async def _send_reply(self, reply: Reply) -> None:
+        self.sent = True
+        await _send_reply(self.downstream, reply, head=self.request.method == "HEAD")
+
+    async def answer_stale(self, cache_status: str) -> None:
+        """Answer with the stale entry instead of the app's error (stale-if-error)."""
+        if self.background:
+            return
+        entry = self.lookup.entry
+        assert entry is not None
+        self.rc.count_stale_if_error()
+        reply = await self.rc.serve(
+            self.request,
+            entry,
+            STALE,
+            key=self.lookup.key,
+            age=self.lookup.age,
+            cache_status=cache_status,
+        )
+        await self._send_reply(reply)
+
+    async def close(self) -> None:
+        """Finish a response the app ended without a final body message."""
+        if self.done:
+            return
+        if self.start is None:
+            raise RuntimeError("ASGI app returned without starting a response")
+        await self({"type": "http.response.body", "body": b"", "more_body": False})

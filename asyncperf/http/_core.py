@@ -1,0 +1,1011 @@
+"""ResponseCache: keys, storage, reuse decisions and replies, shared by ASGI and aiohttp.
+
+The framework glue turns a request into a :class:`RequestView`, asks :meth:`lookup`
+what to do, and hands the app's response to :meth:`ResponseCache.complete` (buffered
+bodies), :meth:`ResponseCache.refresh` (a 304 to a revalidation) or
+:meth:`ResponseCache.store_streamed`; it sends the :class:`Reply` it gets back.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import urljoin, urlsplit
+
+from .._exceptions import ConfigurationError
+from ..cache._cache import Cache, check_ttl
+from ._coding import MAX_ZSTD_LEVEL, Codings, TranscodeCache
+from ._policy import (
+    Plan,
+    choose_encoding,
+    current_age,
+    format_http_date,
+    is_not_modified,
+    parse_delta,
+    parse_directives,
+    parse_http_date,
+    plan_storage,
+    vary_names,
+    vary_values,
+)
+from ._route import RoutePolicy
+from ._stored import StoredResponse, decode, encode_marker
+
+__all__ = ["Lookup", "Reply", "RequestView", "ResponseCache", "ResponseCacheStatistics"]
+
+logger = logging.getLogger("asyncperf.http")
+
+HIT: Final = "HIT"
+MISS: Final = "MISS"
+STALE: Final = "STALE"
+BYPASS: Final = "BYPASS"
+REVALIDATE: Final = "REVALIDATE"
+GATEWAY_TIMEOUT: Final = "GATEWAY_TIMEOUT"
+
+SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+SERVER_ERRORS: Final = frozenset({500, 502, 503, 504})
+# An identity body that may still be encoded for the client (never stored as such).
+_PLAIN: Final = "plain"
+
+# Fields never stored: hop-by-hop (RFC 9111 §3.1), recomputed on every reply, or ours.
+_HOP_BY_HOP: Final = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "te",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authentication-info",
+        "proxy-authorization",
+        "trailer",
+    }
+)
+_RECOMPUTED: Final = frozenset({"content-length", "age", "etag"})
+# Request fields that ask for semantics this cache forwards instead of evaluating.
+_FORWARDED_CONDITIONALS: Final = ("range", "if-match", "if-unmodified-since", "if-range")
+# Fields a 304 carries when the 200 would (RFC 9110 §15.4.5).
+_NOT_MODIFIED_FIELDS: Final = frozenset(
+    {"content-location", "date", "etag", "vary", "cache-control", "expires", "set-cookie"}
+)
+_PREFIX_DEPTH: Final = 16
+_DECODED_SLOTS: Final = 512
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseCacheStatistics:
+    """Counters of one :class:`ResponseCache` since it was created.
+
+    Attributes:
+        hits: Responses served from the cache without calling the app (including
+            those revalidated by a 304 from the app).
+        misses: Cacheable requests that went to the app.
+        stale: Stale responses served (stale-while-revalidate or stale-if-error).
+        bypasses: Requests the cache did not look up (unsafe methods, ranges, routes
+            opted out).
+        stores: Responses written to the cache.
+        revalidations: Revalidations sent to the app (foreground and background).
+        not_modified: 304 responses sent to clients.
+        invalidations: Invalidation calls (API and unsafe methods).
+        bytes_served: Body bytes sent from the cache.
+        bytes_saved: Body bytes content coding saved on the wire (identity minus sent).
+        errors: Background revalidations that failed.
+    """
+
+    hits: int
+    misses: int
+    stale: int
+    bypasses: int
+    stores: int
+    revalidations: int
+    not_modified: int
+    invalidations: int
+    bytes_served: int
+    bytes_saved: int
+    errors: int
+
+    @property
+    def hit_rate(self) -> float:
+        """Hits (fresh and stale) over cacheable lookups; 0.0 before any."""
+        served = self.hits + self.stale
+        total = served + self.misses
+        return served / total if total else 0.0
+
+
+class RequestView:
+    """What the cache needs from a request, framework-independent.
+
+    Args:
+        method: Upper-case method.
+        scheme: ``http`` or ``https``.
+        host: The Host header (or server address).
+        path: The raw path.
+        query: The raw query string, without ``?``.
+        headers: Lower-case names; repeated fields joined with ``", "``.
+        params: Path parameters of the matched route (for tag templates).
+    """
+
+    __slots__ = ("headers", "host", "method", "params", "path", "query", "scheme")
+
+    def __init__(
+        self,
+        *,
+        method: str,
+        scheme: str,
+        host: str,
+        path: str,
+        query: str,
+        headers: Mapping[str, str],
+        params: Mapping[str, object] | None = None,
+    ) -> None:
+        self.method = method
+        self.scheme = scheme
+        self.host = host
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.params: Mapping[str, object] = params or {}
+
+    @property
+    def target(self) -> str:
+        """Path and query, as in the request line."""
+        return f"{self.path}?{self.query}" if self.query else self.path
+
+
+@dataclass(slots=True)
+class Lookup:
+    """What :meth:`ResponseCache.lookup` found, and what the glue should do next.
+
+    Attributes:
+        action: ``HIT``, ``STALE`` (serve, then revalidate in the background),
+            ``REVALIDATE`` (ask the app, conditionally), ``MISS``, ``BYPASS`` or
+            ``GATEWAY_TIMEOUT`` (``only-if-cached`` and nothing usable).
+        primary: The URL's storage key ("" when bypassing).
+        key: The storage key of the variant found (or of the primary).
+        entry: The stored response, when one was found.
+        age: Its current age in seconds.
+        stale_if_error: The entry may replace an error from the app.
+        forward: Why the app is asked (for ``Cache-Status``).
+    """
+
+    action: str
+    primary: str = ""
+    key: str = ""
+    entry: StoredResponse | None = None
+    age: float = 0.0
+    stale_if_error: bool = False
+    forward: str = "uri-miss"
+
+
+@dataclass(slots=True)
+class Reply:
+    """A response to send: status, header list (lower-case names) and full body.
+
+    For HEAD the body is still the full one (its length is the Content-Length); the
+    glue sends no body.
+    """
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+    label: str
+
+
+def header_map(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Return ``{lower-case name: joined values}`` for a header list."""
+    result: dict[str, str] = {}
+    for name, value in headers:
+        name = name.lower()
+        previous = result.get(name)
+        result[name] = value if previous is None else f"{previous}, {value}"
+    return result
+
+
+def _digest(data: bytes, size: int = 12) -> str:
+    return base64.urlsafe_b64encode(hashlib.blake2b(data, digest_size=size).digest()).decode()
+
+
+def _coded_etag(etag: str, coding: str) -> str:
+    """Return a validator specific to ``coding`` (RFC 9110 §8.8.1: one tag per coding)."""
+    if coding in ("identity", _PLAIN):
+        return etag
+    if etag.endswith('"'):
+        return f'{etag[:-1]}-{coding}"'
+    return etag
+
+
+def _normalize_path(path: str) -> str:
+    path = "/" + path.strip("/")
+    return path
+
+
+def prefix_tags(path: str) -> list[str]:
+    """Return the ``p:`` tags of every path-segment prefix of ``path`` (capped in depth)."""
+    segments = [segment for segment in path.split("/") if segment]
+    tags: list[str] = []  # no "p:/": invalidate(prefix="/") clears the namespace instead
+    current = ""
+    for segment in segments[:_PREFIX_DEPTH]:
+        current += "/" + segment
+        tags.append("p:" + current)
+    return tags
+
+
+def _prefix_tag(prefix: str) -> str:
+    segments = [segment for segment in prefix.split("/") if segment][:_PREFIX_DEPTH]
+    return "p:/" + "/".join(segments)
+
+
+def _url_target(url: str) -> str:
+    if "://" in url:
+        parts = urlsplit(url)
+        path = parts.path or "/"
+        return f"{path}?{parts.query}" if parts.query else path
+    return url if url.startswith("/") else "/" + url
+
+
+class ResponseCache:
+    """An RFC 9111 shared HTTP cache for Starlette/FastAPI and aiohttp apps.
+
+    Use it through :class:`~asyncperf.http.ResponseCacheMiddleware` (ASGI) or
+    :func:`asyncperf.http.aiohttp.response_cache_middleware`; both apply the same rules.
+
+    Args:
+        cache: Where responses are stored (memory, Redis, tiered): entries go through
+            its public API with tags, so invalidation reaches every process sharing it.
+        default_ttl: Freshness in seconds for responses without explicit freshness, for
+            statuses RFC 9111 lets a cache store heuristically (200, 203, 204, 300, 301,
+            308, 404, 405, 410, 414, 501). The Cache-Control sent downstream is unchanged.
+        shared: Behave as a shared cache (the default and the safe choice). ``False``
+            keys entries by ``Authorization`` and ``Cookie`` as well, and stores
+            ``private`` responses: a per-user cache.
+        max_body_size: Largest body, in bytes, the cache buffers, validates and stores.
+            Larger or streamed-and-unbounded responses pass through.
+        compression_level: zstd level of stored bodies, 1 to 19 (levels above 19 need
+            windows RFC 9659 forbids).
+        store_set_cookie: Store responses carrying ``Set-Cookie`` (without the cookie).
+        namespace: The namespace of ``cache`` the responses live in.
+        status_header: The header reporting ``HIT``/``MISS``/``STALE``/``BYPASS``
+            (``None``: none).
+        cache_status: Also send an RFC 9211 ``Cache-Status`` field.
+        tags_header: Response field listing invalidation tags (comma or space
+            separated); removed before the response is sent.
+        targeted_header: Response field with cache directives for this cache only
+            (RFC 9213); when valid it replaces Cache-Control here, and it is removed
+            before the response is sent.
+        stale_while_revalidate: Default window in seconds when a response gives none.
+        stale_if_error: Default window in seconds when a response gives none.
+        min_compress_size: Bodies smaller than this are stored raw.
+        gzip_level: gzip level for clients that do not accept zstd.
+        brotli_quality: brotli quality (when the ``brotli`` extra is installed).
+        transcode_cache_size: Bytes of gzip/br re-encodings kept for hot entries.
+        clock: Wall clock in POSIX seconds (HTTP dates are wall-clock times).
+
+    Raises:
+        ConfigurationError: An option is out of range.
+
+    Example:
+        >>> from asyncperf import Cache
+        >>> rc = ResponseCache(Cache(), default_ttl=30)
+    """
+
+    def __init__(
+        self,
+        cache: Cache,
+        *,
+        default_ttl: float | None = None,
+        shared: bool = True,
+        max_body_size: int = 1 << 20,
+        compression_level: int = 3,
+        store_set_cookie: bool = False,
+        namespace: str = "http",
+        status_header: str | None = "X-Cache",
+        cache_status: bool = True,
+        tags_header: str | None = "Cache-Tag",
+        targeted_header: str | None = "Asyncperf-Cache-Control",
+        stale_while_revalidate: float | None = None,
+        stale_if_error: float | None = None,
+        min_compress_size: int = 512,
+        gzip_level: int = 6,
+        brotli_quality: int = 4,
+        transcode_cache_size: int = 8 << 20,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not isinstance(cache, Cache):
+            raise ConfigurationError(f"cache must be an asyncperf Cache, got {cache!r}")
+        for name, value, low, high in (
+            ("max_body_size", max_body_size, 0, 1 << 40),
+            ("compression_level", compression_level, 1, MAX_ZSTD_LEVEL),
+            ("min_compress_size", min_compress_size, 0, 1 << 40),
+            ("gzip_level", gzip_level, 1, 9),
+            ("brotli_quality", brotli_quality, 0, 11),
+            ("transcode_cache_size", transcode_cache_size, 0, 1 << 40),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ConfigurationError(f"{name} must be an int in [{low}, {high}], got {value!r}")
+        self.cache = cache.namespace(namespace) if namespace else cache
+        self.default_ttl = check_ttl(default_ttl, "default_ttl")
+        self.shared = bool(shared)
+        self.max_body_size = max_body_size
+        self.compression_level = compression_level
+        self.store_set_cookie = bool(store_set_cookie)
+        self.status_header = status_header.lower() if status_header else None
+        self.cache_status = bool(cache_status)
+        self.tags_header = tags_header.lower() if tags_header else None
+        self.targeted_header = targeted_header.lower() if targeted_header else None
+        self.stale_while_revalidate = check_ttl(stale_while_revalidate, "stale_while_revalidate")
+        self.stale_if_error = check_ttl(stale_if_error, "stale_if_error")
+        self.min_compress_size = min_compress_size
+        self.codings = Codings(
+            zstd_level=compression_level, gzip_level=gzip_level, brotli_quality=brotli_quality
+        )
+        self.transcoded = TranscodeCache(transcode_cache_size)
+        self.clock = clock
+        self._internal = frozenset(
+            name
+            for name in (self.tags_header, self.targeted_header, self.status_header)
+            if name is not None
+        ) | {"cache-status"}
+        self._revalidating: set[str] = set()
+        # Decoded entries by key, reused while the store returns the very same bytes object
+        # (a MemoryStore does): a hit then skips parsing the header.
+        self._decoded: OrderedDict[str, tuple[bytes, StoredResponse | tuple[str, ...]]] = (
+            OrderedDict()
+        )
+        self._hits = self._misses = self._stale = self._bypasses = self._stores = 0
+        self._revalidations = self._not_modified = self._invalidations = self._errors = 0
+        self._bytes_served = self._bytes_saved = 0
+
+    def __repr__(self) -> str:
+        return f"ResponseCache({self.cache!r}, shared={self.shared})"
+
+    # -- statistics -----------------------------------------------------------------------
+
+    def statistics(self) -> ResponseCacheStatistics:
+        """Return the counters as a frozen snapshot."""
+        return ResponseCacheStatistics(
+            hits=self._hits,
+            misses=self._misses,
+            stale=self._stale,
+            bypasses=self._bypasses,
+            stores=self._stores,
+            revalidations=self._revalidations,
+            not_modified=self._not_modified,
+            invalidations=self._invalidations,
+            bytes_served=self._bytes_served,
+            bytes_saved=self._bytes_saved,
+            errors=self._errors,
+        )
+
+    def count_bypass(self) -> None:
+        """Count a request the cache let through without looking up."""
+        self._bypasses += 1
+
+    def count_revalidated_hit(self) -> None:
+        """Count an entry served after the app confirmed it with a 304."""
+        self._hits += 1
+
+    def count_stale_if_error(self) -> None:
+        """Count a stale entry served in place of an error from the app."""
+        self._stale += 1
+
+    def count_error(self) -> None:
+        """Count a failed background revalidation."""
+        self._errors += 1
+
+    # -- keys -----------------------------------------------------------------------------
+
+    def primary_key(self, request: RequestView) -> str:
+        """Return the storage key of a request's URL (per user when not shared)."""
+        key = f"{request.scheme}://{request.host}{request.target}"
+        if not self.shared:
+            credentials = (
+                f"{request.headers.get('authorization', '')}\n{request.headers.get('cookie', '')}"
+            )
+            key += "#u=" + _digest(credentials.encode("latin-1", "replace"))
+        return key
+
+    @staticmethod
+    def variant_key(primary: str, names: tuple[str, ...], headers: Mapping[str, str]) -> str:
+        """Return the secondary key of the variant ``headers`` select."""
+        values = "\n".join(
+            "\x00" if value is None else value for value in vary_values(names, headers)
+        )
+        return f"{primary}#v={_digest(values.encode('latin-1', 'replace'))}"
+
+    async def _read(self, key: str) -> StoredResponse | tuple[str, ...] | None:
+        blob = await self.cache.get(key)
+        if blob is None:
+            self._decoded.pop(key, None)
+            return None
+        known = self._decoded.get(key)
+        if known is not None and known[0] is blob:
+            return known[1]
+        value = decode(blob)
+        if value is not None and isinstance(blob, bytes):
+            self._decoded[key] = (blob, value)
+            if len(self._decoded) > _DECODED_SLOTS:
+                self._decoded.popitem(last=False)
+        return value
+
+    # -- lookup ---------------------------------------------------------------------------
+
+    def now(self) -> float:
+        """Return the current wall-clock time of this cache."""
+        return self.clock()
+
+    async def lookup(self, request: RequestView) -> Lookup:
+        """Decide how to answer a GET or HEAD: from the cache, or by asking the app.
+
+        Args:
+            request: The request.
+
+        Returns:
+            The decision, with the stored response when one applies.
+        """
+        headers = request.headers
+        if any(name in headers for name in _FORWARDED_CONDITIONALS):
+            self._bypasses += 1
+            return Lookup(BYPASS, forward="bypass")
+        primary = self.primary_key(request)
+        request_cc = parse_directives(headers.get("cache-control"))
+        if not request_cc and "no-cache" in headers.get("pragma", "").lower():
+            request_cc = {"no-cache": None}
+        found = await self._read(primary)
+        key = primary
+        if isinstance(found, tuple):
+            key = self.variant_key(primary, found, headers)
+            variant = await self._read(key)
+            found = variant if isinstance(variant, StoredResponse) else None
+        if found is None or (
+            self.shared and "authorization" in headers and not found.plan.authorized_ok
+        ):
+            if "only-if-cached" in request_cc:
+                return Lookup(GATEWAY_TIMEOUT, primary, key)
+            self._misses += 1
+            return Lookup(MISS, primary, key)
+        plan = found.plan
+        age = current_age(plan.initial_age, found.response_time, self.clock())
+        staleness = age - plan.lifetime
+        stale_if_error = not plan.no_stale and staleness <= max(
+            plan.stale_if_error, float(parse_delta(request_cc.get("stale-if-error")) or 0)
+        )
+        lookup = Lookup(HIT, primary, key, found, age, stale_if_error)
+        forced = "no-cache" in request_cc or plan.always_revalidate
+        max_age = parse_delta(request_cc.get("max-age")) if "max-age" in request_cc else None
+        if max_age is None and "max-age" in request_cc:
+            max_age = 0  # an invalid request max-age asks for validation
+        # max-age=0 is how clients ask for revalidation (a reload): honour it as such.
+        if max_age is not None and (max_age == 0 or age > max_age):
+            forced = True
+        min_fresh = parse_delta(request_cc.get("min-fresh"))
+        fresh = staleness < 0 and (min_fresh is None or -staleness >= min_fresh)
+        if not forced:
+            if fresh:
+                self._hits += 1
+                return lookup
+            if "max-stale" in request_cc and not plan.no_stale:
+                allowed = parse_delta(request_cc["max-stale"])
+                if request_cc["max-stale"] is None or (
+                    allowed is not None and staleness <= allowed
+                ):
+                    self._stale += 1
+                    lookup.action = STALE
+                    lookup.forward = ""
+                    return lookup
+            if not plan.no_stale and staleness <= plan.stale_while_revalidate:
+                self._stale += 1
+                lookup.action = STALE
+                return lookup
+        if "only-if-cached" in request_cc:
+            lookup.action = GATEWAY_TIMEOUT
+            return lookup
+        self._revalidations += 1
+        lookup.action = REVALIDATE
+        asked = "no-cache" in request_cc or (
+            max_age is not None and (max_age == 0 or age > max_age)
+        )
+        lookup.forward = "request" if asked else "stale"
+        return lookup
+
+    def claim_revalidation(self, lookup: Lookup) -> bool:
+        """Return True for the one caller that should revalidate this stale entry now."""
+        if lookup.key in self._revalidating:
+            return False
+        self._revalidating.add(lookup.key)
+        self._revalidations += 1
+        return True
+
+    def release_revalidation(self, lookup: Lookup) -> None:
+        """Let the next stale hit on this entry revalidate it again."""
+        self._revalidating.discard(lookup.key)
+
+    def revalidation_headers(self, entry: StoredResponse) -> list[tuple[str, str]]:
+        """Return the validators to send the app (RFC 9111 §4.3.1), when it has its own."""
+        extra: list[tuple[str, str]] = []
+        if entry.app_etag:
+            extra.append(("if-none-match", entry.etag))
+        if entry.app_last_modified:
+            extra.append(("if-modified-since", format_http_date(entry.last_modified)))
+        return extra
+
+    # -- replies --------------------------------------------------------------------------
+
+    def _status_fields(self, headers: list[tuple[str, str]], label: str, cache_status: str) -> None:
+        if self.status_header is not None:
+            headers.append((self.status_header, label))
+        if self.cache_status:
+            headers.append(("cache-status", cache_status))
+
+    def gateway_timeout(self) -> Reply:
+        """Return the 504 that answers ``only-if-cached`` when nothing usable is stored."""
+        headers = [("content-type", "text/plain; charset=utf-8"), ("content-length", "15")]
+        self._status_fields(headers, MISS, "asyncperf; fwd=miss; detail=only-if-cached")
+        return Reply(504, headers, b"Gateway Timeout", MISS)
+
+    async def serve(
+        self,
+        request: RequestView,
+        entry: StoredResponse,
+        label: str,
+        *,
+        key: str = "",
+        age: float | None = None,
+        cache_status: str = "",
+        from_cache: bool = True,
+    ) -> Reply:
+        """Build the reply for ``entry``: 304 or full body in the negotiated coding.
+
+        Args:
+            request: The request being answered.
+            entry: The response to send.
+            label: ``HIT``, ``MISS``, ``STALE`` or ``BYPASS``.
+            key: The entry's storage key (names re-encodings kept for hot entries).
+            age: The entry's current age (``None``: no ``Age`` field, fresh from the app).
+            cache_status: The ``Cache-Status`` value.
+            from_cache: The body comes from the cache (counts towards ``bytes_served``).
+        """
+        coding = "identity"
+        if entry.coding == "zstd" or entry.coding == _PLAIN:
+            coding = choose_encoding(request.headers.get("accept-encoding"), self.codings.available)
+        elif entry.coding != "identity":
+            coding = entry.coding  # the app's own coding, sent as it came
+        owned = entry.coding in ("zstd", _PLAIN, "identity")
+        etag = _coded_etag(entry.etag, coding) if owned else entry.etag
+        headers = list(entry.headers)
+        if etag:
+            headers.append(("etag", etag))
+        if not any(
+            name == "vary" and "accept-encoding" in value.lower() for name, value in headers
+        ):
+            headers.append(("vary", "Accept-Encoding"))
+        if age is not None:
+            headers.append(("age", str(int(min(age, 2**31)))))
+        if not cache_status:
+            cache_status = f"asyncperf; hit; ttl={int(entry.plan.lifetime - (age or 0.0))}"
+        self._status_fields(headers, label, cache_status)
+        if (
+            entry.status == 200
+            and request.method in ("GET", "HEAD")
+            and is_not_modified(request.headers, etag=etag, last_modified=entry.last_modified)
+        ):
+            self._not_modified += 1
+            has_etag = bool(etag)
+            kept = [
+                (name, value)
+                for name, value in headers
+                if name in _NOT_MODIFIED_FIELDS
+                or name in ("age", "cache-status", self.status_header)
+                or (name == "last-modified" and not has_etag)
+            ]
+            return Reply(304, kept, b"", label)
+        body = await self._body(entry, coding, key)
+        if owned and coding != "identity":
+            headers.append(("content-encoding", coding))
+            self._bytes_saved += max(0, entry.size - len(body))
+        headers.append(("content-length", str(len(body))))
+        if from_cache and request.method == "GET":
+            self._bytes_served += len(body)
+        return Reply(entry.status, headers, body, label)
+
+    async def _body(self, entry: StoredResponse, coding: str, key: str) -> bytes:
+        codings = self.codings
+        if entry.coding == "zstd":
+            if coding == "zstd":
+                return entry.body
+            slot = (key, entry.etag, coding)
+            if key:
+                kept = self.transcoded.get(slot)
+                if kept is not None:
+                    return kept
+            identity = await codings.run(entry.size, codings.unpack, entry.body, entry.size)
+            body = (
+                identity
+                if coding == "identity"
+                else await codings.run(entry.size, codings.encode, identity, coding)
+            )
+            if key:
+                self.transcoded.put(slot, body)
+            return body
+        if entry.coding == _PLAIN and coding != "identity":
+            if coding == "zstd" and entry.packed is not None:
+                return entry.packed
+            return await codings.run(entry.size, codings.encode, entry.body, coding)
+        return entry.body
+
+    # -- responses from the app -----------------------------------------------------------
+
+    def _split_internal(
+        self, headers: list[tuple[str, str]]
+    ) -> tuple[list[tuple[str, str]], list[str], str | None]:
+        """Remove this cache's fields; return the rest, the tags and the targeted value."""
+        kept: list[tuple[str, str]] = []
+        tags: list[str] = []
+        targeted: str | None = None
+        internal = self._internal
+        for name, value in headers:
+            name = name.lower()
+            if name in internal:
+                if name == self.tags_header:
+                    tags.extend(tag for tag in value.replace(",", " ").split() if tag)
+                elif name == self.targeted_header:
+                    targeted = value if targeted is None else f"{targeted}, {value}"
+                continue
+            kept.append((name, value))
+        return kept, tags, targeted
+
+    def downstream_headers(self, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Return a passed-through response's headers without this cache's own fields."""
+        return self._split_internal(headers)[0]
+
+    async def complete(
+        self,
+        request: RequestView,
+        lookup: Lookup | None,
+        *,
+        status: int,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        route: RoutePolicy | None,
+        request_time: float,
+        response_time: float,
+    ) -> Reply:
+        """Store a buffered response when allowed, and build the reply to send.
+
+        Args:
+            request: The request.
+            lookup: The lookup that sent the request to the app (``None``: not cacheable,
+                e.g. a bypassed GET).
+            status: The app's status.
+            headers: The app's headers (any case).
+            body: The whole body.
+            route: The matched route's policy.
+            request_time: When the request went to the app.
+            response_time: When the response came back.
+        """
+        fields, tags, targeted = self._split_internal(headers)
+        fields_map = header_map(fields)
+        label = MISS if lookup is not None else BYPASS
+        if route is not None and not route.enabled:
+            lookup, label = None, BYPASS
+        app_coding = fields_map.get("content-encoding")
+        response_cc = parse_directives(fields_map.get("cache-control"))
+        owned = app_coding is None or app_coding.strip().lower() == "identity"
+        transformable = owned and "no-transform" not in response_cc
+        app_etag = fields_map.get("etag")
+        etag = app_etag or (f'"{_digest(body)}"' if status == 200 else "")
+        last_modified = parse_http_date(fields_map.get("last-modified"))
+        date = parse_http_date(fields_map.get("date"))
+        plan: Plan | None = None
+        if lookup is not None and len(body) <= self.max_body_size:
+            plan = plan_storage(
+                status=status,
+                request_headers=request.headers,
+                response_headers=fields_map,
+                request_time=request_time,
+                response_time=response_time,
+                shared=self.shared,
+                default_ttl=self.default_ttl,
+                route_ttl=route.ttl if route is not None else None,
+                stale_while_revalidate=(
+                    route.stale_while_revalidate
+                    if route is not None and route.stale_while_revalidate is not None
+                    else self.stale_while_revalidate
+                ),
+                stale_if_error=(
+                    route.stale_if_error
+                    if route is not None and route.stale_if_error is not None
+                    else self.stale_if_error
+                ),
+                store_set_cookie=self.store_set_cookie,
+                targeted=targeted,
+            )
+        names = vary_names(fields_map.get("vary")) or ()
+        if owned:
+            names = tuple(name for name in names if name != "accept-encoding")
+        drop = _HOP_BY_HOP | _RECOMPUTED
+        connection = fields_map.get("connection")
+        if connection:
+            drop = drop | {token.strip().lower() for token in connection.split(",")}
+        if owned:
+            drop = drop | {"content-encoding"}
+        stored_fields = [(name, value) for name, value in fields if name not in drop]
+        reply_entry = StoredResponse(
+            status=status,
+            headers=stored_fields,
+            body=body,
+            coding=(_PLAIN if transformable and len(body) >= self.min_compress_size else "identity")
+            if owned
+            else app_coding or "identity",
+            size=len(body),
+            etag=etag,
+            last_modified=last_modified or date or response_time,
+            request_time=request_time,
+            response_time=response_time,
+            plan=plan
+            or Plan(
+                0.0,
+                0.0,
+                always_revalidate=True,
+                no_stale=True,
+                stale_while_revalidate=0.0,
+                stale_if_error=0.0,
+                authorized_ok=False,
+                strip=frozenset(),
+            ),
+            vary=names,
+            app_etag=app_etag is not None,
+            app_last_modified=last_modified is not None,
+        )
+        stored_key = ""
+        if plan is not None and lookup is not None:
+            entry = self._storable(reply_entry, plan, transformable)
+            stored_key = await self._write(request, lookup, entry, plan, tags, route)
+            # zstd clients get the very stored bytes; others are served from the identity
+            # body at hand (no decompression); Set-Cookie still goes to this client.
+            if entry.coding == "zstd":
+                reply_entry.packed = entry.body
+            else:
+                reply_entry.coding = entry.coding
+        forward = lookup.forward if lookup is not None else "bypass"
+        cache_status = f"asyncperf; fwd={forward}" + ("; stored" if stored_key else "")
+        return await self.serve(
+            request,
+            reply_entry,
+            label,
+            key=stored_key,
+            cache_status=cache_status,
+            from_cache=False,
+        )
+
+    def _storable(self, entry: StoredResponse, plan: Plan, transformable: bool) -> StoredResponse:
+        """Return the entry as stored: stripped fields removed, body packed with zstd."""
+        headers = [(name, value) for name, value in entry.headers if name not in plan.strip]
+        body, coding = entry.body, entry.coding
+        if coding == _PLAIN:
+            coding = "identity"
+            if transformable:
+                packed = self.codings.pack(body, self.min_compress_size)
+                if packed is not None:
+                    body, coding = packed, "zstd"
+        return StoredResponse(
+            status=entry.status,
+            headers=headers,
+            body=body,
+            coding=coding,
+            size=entry.size,
+            etag=entry.etag,
+            last_modified=entry.last_modified,
+            request_time=entry.request_time,
+            response_time=entry.response_time,
+            plan=plan,
+            vary=entry.vary,
+            app_etag=entry.app_etag,
+            app_last_modified=entry.app_last_modified,
+        )
+
+    def _tags(
+        self, request: RequestView, tags: Iterable[str], route: RoutePolicy | None
+    ) -> list[str]:
+        all_tags = ["u:" + request.target, *prefix_tags(request.path)]
+        all_tags.extend("t:" + tag for tag in tags)
+        if route is not None:
+            all_tags.extend("t:" + tag for tag in route.expand_tags(request.params))
+        return all_tags
+
+    async def _write(
+        self,
+        request: RequestView,
+        lookup: Lookup,
+        entry: StoredResponse,
+        plan: Plan,
+        tags: Iterable[str],
+        route: RoutePolicy | None,
+    ) -> str:
+        ttl = max(plan.keep, 0.001)
+        all_tags = self._tags(request, tags, route)
+        blob = entry.encode()
+        primary = lookup.primary
+        if entry.vary:
+            key = self.variant_key(primary, entry.vary, request.headers)
+            await self.cache.set(primary, encode_marker(entry.vary), ttl=ttl, tags=all_tags)
+        else:
+            key = primary
+        await self.cache.set(key, blob, ttl=ttl, tags=all_tags)
+        self._stores += 1
+        return key
+
+    async def refresh(
+        self,
+        request: RequestView,
+        lookup: Lookup,
+        *,
+        headers: list[tuple[str, str]],
+        route: RoutePolicy | None,
+        request_time: float,
+        response_time: float,
+    ) -> StoredResponse:
+        """Update the stored entry from the app's 304 to a revalidation (RFC 9111 §4.3.4).
+
+        The 304's fields replace the stored ones (except Content-Length); freshness is
+        decided again from the result and the entry is stored again.
+        """
+        entry = lookup.entry
+        assert entry is not None
+        fields, tags, targeted = self._split_internal(headers)
+        updates = {name for name, _ in fields} - _RECOMPUTED - _HOP_BY_HOP - {"content-encoding"}
+        merged = [(name, value) for name, value in entry.headers if name not in updates]
+        merged.extend((name, value) for name, value in fields if name in updates)
+        merged_map = header_map(merged)
+        plan = plan_storage(
+            status=entry.status,
+            request_headers=request.headers,
+            response_headers=merged_map,
+            request_time=request_time,
+            response_time=response_time,
+            shared=self.shared,
+            default_ttl=self.default_ttl,
+            route_ttl=route.ttl if route is not None else None,
+            stale_while_revalidate=self.stale_while_revalidate
+            if route is None or route.stale_while_revalidate is None
+            else route.stale_while_revalidate,
+            stale_if_error=self.stale_if_error
+            if route is None or route.stale_if_error is None
+            else route.stale_if_error,
+            store_set_cookie=self.store_set_cookie,
+            targeted=targeted,
+        )
+        updated = StoredResponse(
+            status=entry.status,
+            headers=merged,
+            body=entry.body,
+            coding=entry.coding,
+            size=entry.size,
+            etag=entry.etag,
+            last_modified=entry.last_modified,
+            request_time=request_time,
+            response_time=response_time,
+            plan=plan or entry.plan,
+            vary=entry.vary,
+            app_etag=entry.app_etag,
+            app_last_modified=entry.app_last_modified,
+        )
+        if plan is None:
+            await self.cache.delete(lookup.key)
+        else:
+            await self._write(request, lookup, updated, plan, tags, route)
+        return updated
+
+    async def store_streamed(
+        self,
+        request: RequestView,
+        lookup: Lookup,
+        *,
+        status: int,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        route: RoutePolicy | None,
+        request_time: float,
+        response_time: float,
+    ) -> bool:
+        """Store a streamed response that turned out small enough; return whether stored.
+
+        The client already got the app's own headers and chunks; later hits are served
+        like any buffered entry.
+        """
+        reply = await self.complete(
+            request,
+            lookup,
+            status=status,
+            headers=headers,
+            body=body,
+            route=route,
+            request_time=request_time,
+            response_time=response_time,
+        )
+        return any(name == "cache-status" and "stored" in value for name, value in reply.headers)
+
+    def pass_through_headers(
+        self, headers: list[tuple[str, str]], label: str, *, cacheable: bool
+    ) -> list[tuple[str, str]]:
+        """Return a streamed response's headers: ours removed, Vary and status added."""
+        kept = self.downstream_headers(headers)
+        if cacheable and not any(
+            name == "vary" and ("accept-encoding" in value.lower() or value.strip() == "*")
+            for name, value in kept
+        ):
+            kept.append(("vary", "Accept-Encoding"))
+        self._status_fields(
+            kept, label, "asyncperf; fwd=" + ("uri-miss" if cacheable else "bypass")
+        )
+        return kept
+
+    # -- invalidation ---------------------------------------------------------------------
+
+    async def invalidate(
+        self, url: str | None = None, prefix: str | None = None, tags: Iterable[str] = ()
+    ) -> int:
+        """Remove cached responses by URL, path prefix and/or tags, in every process.
+
+        Args:
+            url: A path with its query (``"/users/1?full=1"``) or an absolute URL; all
+                hosts and all variants of it are removed.
+            prefix: A path prefix on segment boundaries: ``"/users"`` removes ``/users``,
+                ``/users/1`` and ``/users?page=2``, not ``/usersettings``.
+            tags: Tags given by the ``Cache-Tag`` response field or a route's
+                :func:`~asyncperf.http.cache_policy`.
+
+        Returns:
+            How many stored entries (responses and Vary markers) were removed.
+
+        Raises:
+            ConfigurationError: ``tags`` is a single string.
+        """
+        if isinstance(tags, str):
+            raise ConfigurationError(f"tags must be a list of str, not a single str ({tags!r})")
+        wanted: list[str] = []
+        if url is not None:
+            wanted.append("u:" + _url_target(url))
+        if prefix is not None:
+            tag = _prefix_tag(_normalize_path(prefix))
+            if tag == "p:/":
+                removed = await self.clear()
+                self._invalidations += 1
+                return removed + (await self.invalidate(url=url, tags=tags) if url or tags else 0)
+            wanted.append(tag)
+        wanted.extend("t:" + tag for tag in tags)
+        if not wanted:
+            return 0
+        self._invalidations += 1
+        self._decoded.clear()
+        return await self.cache.invalidate_tags(*wanted)
+
+    async def invalidate_after_unsafe(
+        self, request: RequestView, status: int, headers: Iterable[tuple[str, str]]
+    ) -> None:
+        """Invalidate the target URI (and same-origin Location/Content-Location) after an
+        unsafe method answered 2xx or 3xx (RFC 9111 §4.4)."""
+        if not 200 <= status < 400:
+            return
+        targets = {request.target}
+        base = f"{request.scheme}://{request.host}{request.target}"
+        for name, value in headers:
+            if name.lower() in ("location", "content-location") and value:
+                absolute = urlsplit(urljoin(base, value.strip()))
+                if absolute.netloc == request.host and absolute.scheme in ("http", "https"):
+                    path = absolute.path or "/"
+                    targets.add(f"{path}?{absolute.query}" if absolute.query else path)
+        self._invalidations += 1
+        self._decoded.clear()
+        await self.cache.invalidate_tags(*("u:" + target for target in sorted(targets)))
+
+    async def clear(self) -> int:
+        """Remove every cached response of this cache's namespace; return how many."""
+        self._decoded.clear()
+        return await self.cache.clear()

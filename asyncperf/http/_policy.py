@@ -1,0 +1,440 @@
+"""The sans-IO core: RFC 9111 caching rules and RFC 9110 conditionals, no I/O.
+
+Everything here decides from header values and times alone, so the ASGI and aiohttp
+glue share one set of rules and the rules are unit-testable without a server.
+Header names are lower-case ``str``; a header map joins repeated fields with ``", "``.
+"""
+
+from __future__ import annotations
+
+import calendar
+import email.utils
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+__all__ = [
+    "HEURISTIC_STATUSES",
+    "Directives",
+    "Plan",
+    "choose_encoding",
+    "current_age",
+    "etag_matches",
+    "format_http_date",
+    "is_not_modified",
+    "parse_accept_encoding",
+    "parse_delta",
+    "parse_directives",
+    "parse_http_date",
+    "plan_storage",
+    "vary_names",
+    "vary_values",
+]
+
+Directives = dict[str, str | None]
+HeaderMap = Mapping[str, str]
+
+# RFC 9110 §15.1: statuses a cache may store with heuristic freshness.
+HEURISTIC_STATUSES: Final = frozenset({200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501})
+# Final statuses this cache understands well enough to store (206 needs range support).
+_STORABLE_STATUSES: Final = frozenset(
+    {200, 203, 204, 300, 301, 302, 303, 307, 308, 400, 403, 404, 405, 410, 414, 501}
+)
+# Heuristic freshness from Last-Modified: 10 % of its age, capped at a day (RFC 9111 §4.2.2).
+_HEURISTIC_FRACTION: Final = 0.1
+_HEURISTIC_CAP: Final = 86_400.0
+
+_DIRECTIVE = re.compile(
+    r'\s*([!#$%&\'*+\-.^_`|~0-9A-Za-z]+)\s*(?:=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*)))?\s*(?:,|$)'
+)
+_DELTA = re.compile(r"[0-9]+")
+# 2**31 is "infinity" for delta-seconds (RFC 9111 §1.2.2).
+_DELTA_MAX: Final = 2**31
+
+
+def parse_directives(value: str | None) -> Directives:
+    """Parse a ``Cache-Control`` value into ``{directive: argument or None}``.
+
+    Names are lower-cased; quoted arguments are unquoted; the first of duplicate
+    directives wins (RFC 9111 §4.2.1). Unknown directives are kept (and ignored by
+    callers, as §5.2 requires).
+    """
+    directives: Directives = {}
+    if not value:
+        return directives
+    if '"' not in value:
+        # The common form (no quoted arguments) split by hand: a regex pass per request
+        # costs several microseconds on the miss path.
+        for part in value.split(","):
+            name, _, argument = part.partition("=")
+            name = name.strip().lower()
+            if name and name not in directives and " " not in name:
+                directives[name] = argument.strip() if _ else None
+        return directives
+    position = 0
+    length = len(value)
+    while position < length:
+        match = _DIRECTIVE.match(value, position)
+        if match is None or match.end() == position:
+            # Skip garbage up to the next comma rather than give up on the whole field.
+            comma = value.find(",", position)
+            if comma < 0:
+                break
+            position = comma + 1
+            continue
+        position = match.end()
+        name = match.group(1).lower()
+        if name in directives:
+            continue
+        quoted, token = match.group(2), match.group(3)
+        if quoted is not None:
+            directives[name] = re.sub(r"\\(.)", r"\1", quoted)
+        else:
+            directives[name] = token
+    return directives
+
+
+def parse_delta(argument: str | None) -> int | None:
+    """Return delta-seconds, or ``None`` when the argument is missing or invalid."""
+    if argument is None or _DELTA.fullmatch(argument) is None:
+        return None
+    return min(int(argument), _DELTA_MAX)
+
+
+def parse_http_date(value: str | None) -> float | None:
+    """Return an HTTP date (IMF-fixdate, RFC 850 or asctime) as a POSIX time, or ``None``.
+
+    Dates with a zone other than GMT/UTC are invalid (RFC 9110 §5.6.7).
+    """
+    if not value:
+        return None
+    parsed = email.utils.parsedate_tz(value.strip())
+    if parsed is None:
+        return None
+    offset = parsed[9]
+    if offset not in (0, None):
+        return None
+    try:
+        return float(calendar.timegm(parsed[:6]))
+    except (ValueError, OverflowError):
+        return None
+
+
+def format_http_date(timestamp: float) -> str:
+    """Format a POSIX time as an IMF-fixdate."""
+    return email.utils.formatdate(timestamp, usegmt=True)
+
+
+def vary_names(value: str | None) -> tuple[str, ...] | None:
+    """Return the sorted, lower-cased field names of a ``Vary`` value (``None`` for ``*``)."""
+    if not value:
+        return ()
+    names = {name.strip().lower() for name in value.split(",")}
+    names.discard("")
+    if "*" in names:
+        return None
+    return tuple(sorted(names))
+
+
+def vary_values(names: Iterable[str], headers: HeaderMap) -> tuple[str | None, ...]:
+    """Return the normalised request values of ``names`` (``None`` where absent).
+
+    Whitespace around list separators is insignificant (RFC 9111 §4.1), so it is
+    removed; an absent field only matches an absent field.
+    """
+    values: list[str | None] = []
+    for name in names:
+        value = headers.get(name)
+        if value is None:
+            values.append(None)
+        else:
+            values.append(",".join(part.strip() for part in value.split(",")))
+    return tuple(values)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How a response may be stored and reused, decided when it arrives.
+
+    Attributes:
+        lifetime: Freshness lifetime in seconds.
+        initial_age: The corrected initial age (RFC 9111 §4.2.3) at ``response_time``.
+        always_revalidate: ``no-cache``: every reuse needs validation.
+        no_stale: ``must-revalidate``, ``proxy-revalidate`` or ``s-maxage``: never serve stale.
+        stale_while_revalidate: Seconds past freshness the response may be served while
+            one revalidation runs (RFC 5861).
+        stale_if_error: Seconds past freshness the response may be served when the app fails.
+        authorized_ok: The response explicitly allows reuse for requests with
+            ``Authorization`` (``public``, ``s-maxage`` or ``must-revalidate``).
+        strip: Header fields to drop before storing (``private="F"``, ``no-cache="F"``,
+            ``Set-Cookie`` when opted in).
+    """
+
+    lifetime: float
+    initial_age: float
+    always_revalidate: bool
+    no_stale: bool
+    stale_while_revalidate: float
+    stale_if_error: float
+    authorized_ok: bool
+    strip: frozenset[str]
+
+    @property
+    def keep(self) -> float:
+        """Seconds the store must keep the response from now (fresh plus stale windows)."""
+        fresh_left = max(0.0, self.lifetime - self.initial_age)
+        window = 0.0 if self.no_stale else max(self.stale_while_revalidate, self.stale_if_error)
+        return fresh_left + window
+
+
+def _qualified_fields(argument: str | None) -> frozenset[str]:
+    if not argument:
+        return frozenset()
+    return frozenset(name.strip().lower() for name in argument.split(",") if name.strip())
+
+
+def _seconds(value: float | None) -> float:
+    return 0.0 if value is None else float(value)
+
+
+def plan_storage(
+    *,
+    status: int,
+    request_headers: HeaderMap,
+    response_headers: HeaderMap,
+    request_time: float,
+    response_time: float,
+    shared: bool = True,
+    default_ttl: float | None = None,
+    route_ttl: float | None = None,
+    stale_while_revalidate: float | None = None,
+    stale_if_error: float | None = None,
+    store_set_cookie: bool = False,
+    targeted: str | None = None,
+) -> Plan | None:
+    """Decide whether a response to a GET may be stored, and for how long.
+
+    Args:
+        status: The response status.
+        request_headers: The request's header map.
+        response_headers: The response's header map.
+        request_time: When the request went to the app (POSIX seconds).
+        response_time: When the response arrived.
+        shared: Behave as a shared cache (``private`` forbids storing, ``s-maxage`` counts).
+        default_ttl: Lifetime for heuristically cacheable responses without explicit
+            freshness (instead of the Last-Modified heuristic).
+        route_ttl: A route's override of the lifetime (heuristically cacheable statuses only).
+        stale_while_revalidate: Default window when the response gives none.
+        stale_if_error: Default window when the response gives none.
+        store_set_cookie: Store responses with ``Set-Cookie`` (without the cookie).
+        targeted: The value of the targeted cache-control field (RFC 9213) if present.
+
+    Returns:
+        The plan, or ``None`` when the response must not be stored.
+    """
+    if status not in _STORABLE_STATUSES:
+        return None
+    request_cc = parse_directives(request_headers.get("cache-control"))
+    if "no-store" in request_cc:
+        return None
+    directives = parse_directives(response_headers.get("cache-control"))
+    if targeted is not None:
+        # RFC 9213: a valid targeted field replaces Cache-Control for this cache.
+        targeted_directives = parse_directives(targeted)
+        if targeted_directives:
+            directives = targeted_directives
+    if "no-store" in directives and "must-understand" not in directives:
+        return None
+    strip: set[str] = set()
+    if "private" in directives:
+        fields = _qualified_fields(directives["private"])
+        if shared and not fields:
+            return None
+        strip |= fields
+    if "no-cache" in directives:
+        strip |= _qualified_fields(directives["no-cache"])
+    always_revalidate = "no-cache" in directives and not directives["no-cache"]
+    if "set-cookie" in response_headers and "set-cookie" not in strip:
+        if not store_set_cookie:
+            return None
+        strip.add("set-cookie")
+    authorized_ok = any(name in directives for name in ("public", "s-maxage", "must-revalidate"))
+    if shared and "authorization" in request_headers and not authorized_ok:
+        return None
+    if vary_names(response_headers.get("vary")) is None:
+        return None  # Vary: * never matches (RFC 9111 §4.1)
+
+    date = parse_http_date(response_headers.get("date"))
+    lifetime: float | None = None
+    if route_ttl is not None:
+        lifetime = route_ttl if status in HEURISTIC_STATUSES else None
+    if lifetime is None and shared and "s-maxage" in directives:
+        lifetime = _seconds(parse_delta(directives["s-maxage"]))
+    if lifetime is None and "max-age" in directives:
+        lifetime = _seconds(parse_delta(directives["max-age"]))
+    if lifetime is None and "expires" in response_headers:
+        expires = parse_http_date(response_headers["expires"])
+        # An invalid Expires (0, a bad format) means "already expired" (RFC 9111 §5.3).
+        lifetime = 0.0 if expires is None else max(0.0, expires - (date or response_time))
+    if lifetime is None and status in HEURISTIC_STATUSES:
+        if default_ttl is not None:
+            lifetime = default_ttl
+        else:
+            modified = parse_http_date(response_headers.get("last-modified"))
+            if modified is not None:
+                since = (date or response_time) - modified
+                lifetime = min(_HEURISTIC_CAP, max(0.0, since * _HEURISTIC_FRACTION))
+    if lifetime is None:
+        return None
+
+    swr = parse_delta(directives.get("stale-while-revalidate"))
+    sie = parse_delta(directives.get("stale-if-error"))
+    no_stale = any(name in directives for name in ("must-revalidate", "proxy-revalidate")) or (
+        shared and "s-maxage" in directives
+    )
+    plan = Plan(
+        lifetime=float(lifetime),
+        initial_age=initial_age(response_headers, request_time, response_time, date),
+        always_revalidate=always_revalidate,
+        no_stale=no_stale,
+        stale_while_revalidate=_seconds(swr if swr is not None else stale_while_revalidate),
+        stale_if_error=_seconds(sie if sie is not None else stale_if_error),
+        authorized_ok=authorized_ok,
+        strip=frozenset(strip),
+    )
+    if plan.keep <= 0.0:
+        return None
+    return plan
+
+
+def initial_age(
+    response_headers: HeaderMap, request_time: float, response_time: float, date: float | None
+) -> float:
+    """Return the corrected initial age of a response (RFC 9111 §4.2.3).
+
+    An invalid ``Age`` (a list, negative, not a number) makes the response stale
+    (§5.1): it counts as infinitely old.
+    """
+    age_value = response_headers.get("age")
+    age = 0.0
+    if age_value is not None:
+        parsed = parse_delta(age_value.strip())
+        if parsed is None:
+            return math.inf
+        age = float(parsed)
+    apparent = max(0.0, response_time - date) if date is not None else 0.0
+    corrected = age + max(0.0, response_time - request_time)
+    return max(apparent, corrected)
+
+
+def current_age(initial: float, response_time: float, now: float) -> float:
+    """Return the current age: the initial age plus the time resident in the cache."""
+    return initial + max(0.0, now - response_time)
+
+
+# -- conditional requests (RFC 9110 §13) ---------------------------------------------------
+
+
+def _opaque(tag: str) -> str:
+    tag = tag.strip()
+    if tag[:2] in ("W/", "w/"):
+        tag = tag[2:].strip()
+    if not (len(tag) >= 2 and tag[0] == '"' and tag[-1] == '"'):
+        tag = f'"{tag}"'  # tolerate unquoted entity-tags some clients send
+    return tag
+
+
+def etag_matches(if_none_match: str, etag: str | None) -> bool:
+    """Return whether an ``If-None-Match`` value matches ``etag`` (weak comparison).
+
+    Handles lists and ``*`` (which matches any current representation).
+    """
+    value = if_none_match.strip()
+    if value == "*":
+        return True
+    if not etag:
+        return False
+    ours = _opaque(etag)
+    return any(_opaque(tag) == ours for tag in value.split(",") if tag.strip())
+
+
+def is_not_modified(
+    request_headers: HeaderMap,
+    *,
+    etag: str | None,
+    last_modified: float | None,
+) -> bool:
+    """Return whether a GET/HEAD with these headers is answered with 304.
+
+    ``If-None-Match`` takes precedence; ``If-Modified-Since`` counts only without it,
+    with one valid date, against ``last_modified`` (the Last-Modified, else the Date).
+    """
+    inm = request_headers.get("if-none-match")
+    if inm is not None:
+        return etag_matches(inm, etag)
+    ims = request_headers.get("if-modified-since")
+    if ims is None or last_modified is None or "," in ims.split("GMT", 1)[-1]:
+        return False
+    since = parse_http_date(ims)
+    return since is not None and last_modified <= since
+
+
+# -- content codings (RFC 9110 §12.5.3) ----------------------------------------------------
+
+# At equal q: smallest and fastest to serve first (zstd is what the store holds).
+_PREFERENCE: Final = ("zstd", "br", "gzip", "identity")
+_IDENTITY_DEFAULT_Q: Final = 0.001
+
+
+def parse_accept_encoding(value: str) -> dict[str, float]:
+    """Return ``{coding: q}`` for an ``Accept-Encoding`` value (invalid q counts as 0)."""
+    accepted: dict[str, float] = {}
+    for item in value.split(","):
+        parts = item.split(";")
+        coding = parts[0].strip().lower()
+        if not coding:
+            continue
+        q = 1.0
+        for parameter in parts[1:]:
+            name, _, raw = parameter.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(raw.strip())
+                except ValueError:
+                    q = 0.0
+                if not 0.0 <= q <= 1.0:
+                    q = 0.0
+        accepted.setdefault(coding, q)
+    return accepted
+
+
+def choose_encoding(accept_encoding: str | None, available: Iterable[str]) -> str:
+    """Pick the content coding to send among ``available`` (identity is always possible).
+
+    Without ``Accept-Encoding``, identity. Codings not listed take the ``*`` weight;
+    identity not listed is acceptable (ranked below listed codings) unless ``*;q=0``.
+    When nothing is acceptable, identity is sent anyway (RFC 9110 allows it, not a 406).
+    """
+    if not accept_encoding:
+        return "identity"
+    accepted = parse_accept_encoding(accept_encoding)
+    star = accepted.get("*")
+    offered = set(available)
+    best = "identity"
+    best_q = 0.0
+    for coding in _PREFERENCE:
+        if coding != "identity" and coding not in offered:
+            continue
+        q = accepted.get(coding)
+        if q is None:
+            if star is not None:
+                q = star
+            else:
+                # Unlisted identity stays acceptable, but below every listed coding.
+                q = _IDENTITY_DEFAULT_Q if coding == "identity" else 0.0
+        # Strictly greater: the earlier coding wins ties.
+        if q > best_q:
+            best, best_q = coding, q
+    return best

@@ -1,0 +1,184 @@
+"""A stored HTTP response and its byte format (no pickle: a JSON header, then the body).
+
+Layout::
+
+    magic      4 bytes  b"APR1" (a response) or b"APV1" (a Vary marker)
+    length     4 bytes  big-endian length of the JSON header
+    header     orjson   status, header list (duplicates kept), times, plan, coding
+    body       rest     the body as stored (zstd frame or identity)
+
+A Vary marker sits at a URL's primary key when its responses vary: its header lists
+the request fields that pick the variant, and the variants live under secondary keys.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, Final
+
+import orjson
+
+from ._policy import Plan
+
+__all__ = ["StoredResponse", "decode", "encode_marker"]
+
+_RESPONSE: Final = b"APR1"
+_MARKER: Final = b"APV1"
+_LENGTH = struct.Struct(">I")
+
+
+class StoredResponse:
+    """One cached response: what the app sent, when, and how it may be reused.
+
+    Attributes:
+        status: The status code.
+        headers: ``(lower-case name, value)`` pairs, duplicates kept, without the fields
+            the cache recomputes (Content-Length, Age, Content-Encoding it owns).
+        body: The body as stored: a zstd frame when ``coding`` is ``"zstd"``.
+        coding: ``"zstd"`` (stored compressed by this cache), ``"identity"``, or the
+            app's own ``Content-Encoding`` value (then served as is).
+        size: Length of the body as the app sent it.
+        etag: The validator of the identity body (the app's, or computed).
+        last_modified: The Last-Modified time, else the Date, else the receive time.
+        request_time: When the request went to the app (POSIX seconds).
+        response_time: When the response came back.
+        plan: The freshness plan decided when it was stored.
+        vary: The request fields this response varies on (Accept-Encoding excluded
+            when this cache owns the coding).
+        app_etag: The ETag came from the app (so the app can answer If-None-Match).
+        app_last_modified: The app sent Last-Modified.
+    """
+
+    __slots__ = (
+        "app_etag",
+        "app_last_modified",
+        "body",
+        "coding",
+        "etag",
+        "headers",
+        "last_modified",
+        "packed",
+        "plan",
+        "request_time",
+        "response_time",
+        "size",
+        "status",
+        "vary",
+    )
+
+    def __init__(
+        self,
+        *,
+        status: int,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        coding: str,
+        size: int,
+        etag: str,
+        last_modified: float,
+        request_time: float,
+        response_time: float,
+        plan: Plan,
+        vary: tuple[str, ...],
+        app_etag: bool,
+        app_last_modified: bool,
+    ) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.coding = coding
+        self.size = size
+        self.etag = etag
+        self.last_modified = last_modified
+        self.request_time = request_time
+        self.response_time = response_time
+        self.plan = plan
+        self.vary = vary
+        self.app_etag = app_etag
+        self.app_last_modified = app_last_modified
+        # For a response just stored: its zstd frame, reused for zstd clients (not stored).
+        self.packed: bytes | None = None
+
+    def header(self, name: str) -> str | None:
+        """Return the stored field ``name`` (repeated values joined), or ``None``."""
+        values = [value for key, value in self.headers if key == name]
+        return ", ".join(values) if values else None
+
+    def encode(self) -> bytes:
+        """Return the byte form stored in the cache."""
+        plan = self.plan
+        meta = orjson.dumps(
+            {
+                "s": self.status,
+                "h": self.headers,
+                "c": self.coding,
+                "n": self.size,
+                "e": self.etag,
+                "lm": self.last_modified,
+                "rq": self.request_time,
+                "rs": self.response_time,
+                "v": self.vary,
+                "ae": self.app_etag,
+                "al": self.app_last_modified,
+                "p": [
+                    plan.lifetime,
+                    # JSON has no infinity: an invalid Age is stored as "always stale".
+                    plan.initial_age if plan.initial_age < 1e18 else 1e18,
+                    plan.always_revalidate,
+                    plan.no_stale,
+                    plan.stale_while_revalidate,
+                    plan.stale_if_error,
+                    plan.authorized_ok,
+                    sorted(plan.strip),
+                ],
+            }
+        )
+        return b"".join((_RESPONSE, _LENGTH.pack(len(meta)), meta, self.body))
+
+
+def encode_marker(names: tuple[str, ...]) -> bytes:
+    """Return the byte form of a Vary marker listing ``names``."""
+    meta = orjson.dumps(names)
+    return b"".join((_MARKER, _LENGTH.pack(len(meta)), meta))
+
+
+def decode(data: Any) -> StoredResponse | tuple[str, ...] | None:
+    """Return the stored response or Vary marker in ``data``; ``None`` if not ours."""
+    if not isinstance(data, bytes | bytearray | memoryview) or len(data) < 8:
+        return None
+    raw = bytes(data)
+    magic = raw[:4]
+    (length,) = _LENGTH.unpack_from(raw, 4)
+    try:
+        meta = orjson.loads(raw[8 : 8 + length])
+    except orjson.JSONDecodeError:
+        return None
+    if magic == _MARKER:
+        return tuple(meta)
+    if magic != _RESPONSE:
+        return None
+    p = meta["p"]
+    return StoredResponse(
+        status=meta["s"],
+        headers=[(name, value) for name, value in meta["h"]],
+        body=raw[8 + length :],
+        coding=meta["c"],
+        size=meta["n"],
+        etag=meta["e"],
+        last_modified=meta["lm"],
+        request_time=meta["rq"],
+        response_time=meta["rs"],
+        plan=Plan(
+            lifetime=p[0],
+            initial_age=p[1],
+            always_revalidate=p[2],
+            no_stale=p[3],
+            stale_while_revalidate=p[4],
+            stale_if_error=p[5],
+            authorized_ok=p[6],
+            strip=frozenset(p[7]),
+        ),
+        vary=tuple(meta["v"]),
+        app_etag=meta["ae"],
+        app_last_modified=meta["al"],
+    )

@@ -1,0 +1,69 @@
+"""Fixtures for the HTTP cache tests: the app per framework on a real loopback server."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from asyncperf import Cache, MemoryStore
+from asyncperf.http import ResponseCache
+
+from ._apps import State, aiohttp_app, starlette_app
+from ._servers import ThreadServer
+
+FRAMEWORKS = ["starlette", "aiohttp"]
+
+
+class WallClock:
+    """A wall clock tests move by hand (the cache's HTTP times are POSIX seconds)."""
+
+    def __init__(self) -> None:
+        self.now = float(int(time.time()))
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass
+class Served:
+    """A running app: where it listens, what it saw, and its cache."""
+
+    base_url: str
+    state: State
+    rc: ResponseCache
+    clock: WallClock
+    server: ThreadServer
+
+
+@pytest.fixture(params=FRAMEWORKS)
+def framework(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def serve(framework: str) -> Iterator[Callable[..., Served]]:
+    """Start the test app behind a ResponseCache built with the given options."""
+    servers: list[ThreadServer] = []
+
+    def start(*, cache: Cache | None = None, cleanup: Any = None, **options: Any) -> Served:
+        clock = WallClock()
+        options.setdefault("max_body_size", 64 * 1024)
+        rc = ResponseCache(cache or Cache(MemoryStore()), clock=clock, **options)
+        state = State()
+        build = starlette_app if framework == "starlette" else aiohttp_app
+        server = ThreadServer(framework, build(rc, state), cleanup)
+        servers.append(server)
+        return Served(server.start(), state, rc, clock, server)
+
+    try:
+        yield start
+    finally:
+        for server in servers:
+            server.stop()

@@ -1,0 +1,82 @@
+"""The response cache on Redis: entries written through the Cache, invalidation by URL,
+prefix and tag seen by another process's cache (here: a second, independent client)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import redis.asyncio as redis_asyncio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from asyncperf import Cache, RedisStore
+from asyncperf.http import ResponseCache, ResponseCacheMiddleware
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+pytestmark = [pytest.mark.redis, pytest.mark.anyio]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # redis.asyncio
+
+
+@pytest.fixture
+async def prefix() -> AsyncIterator[str]:
+    prefix = f"asyncperf-test-http-{uuid.uuid4().hex[:8]}:"
+    raw = redis_asyncio.Redis.from_url(REDIS_URL)
+    await raw.ping()  # fail, never skip, when Redis is down
+    try:
+        yield prefix
+    finally:
+        keys = [key async for key in raw.scan_iter(match=prefix + "*")]
+        if keys:
+            await raw.delete(*keys)
+        await raw.aclose()
+
+
+async def test_invalidation_reaches_another_process(prefix: str) -> None:
+    calls = 0
+
+    async def endpoint(request: Request) -> Response:
+        nonlocal calls
+        calls += 1
+        return Response(
+            ("payload " * 200).encode(),
+            headers={"cache-control": "max-age=60", "cache-tag": "reports"},
+        )
+
+    app_cache = Cache(RedisStore(REDIS_URL, prefix=prefix), fallback=None)
+    admin_cache = Cache(RedisStore(REDIS_URL, prefix=prefix), fallback=None)
+    serving = ResponseCache(app_cache)
+    admin = ResponseCache(admin_cache)
+    app = ResponseCacheMiddleware(
+        Starlette(routes=[Route("/reports/{n}", endpoint)]), response_cache=serving
+    )
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+
+            async def status(path: str) -> str:
+                return (await http.get(path)).headers["x-cache"]
+
+            assert [await status("/reports/1"), await status("/reports/1")] == ["MISS", "HIT"]
+            hit = await http.get("/reports/1", headers={"accept-encoding": "gzip"})
+            assert hit.content == ("payload " * 200).encode()
+            assert await admin.invalidate(url="/reports/1") == 1
+            assert await status("/reports/1") == "MISS"
+            await http.get("/reports/2")
+            assert await admin.invalidate(prefix="/reports") == 2
+            assert [await status("/reports/1"), await status("/reports/2")] == ["MISS", "MISS"]
+            assert await admin.invalidate(tags=["reports"]) == 2
+            assert await status("/reports/2") == "MISS"
+        assert calls == 6
+    finally:
+        await app_cache.aclose()
+        await admin_cache.aclose()
