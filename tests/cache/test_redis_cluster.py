@@ -145,7 +145,8 @@ async def test_concurrent_gets_are_batched_across_slots(cluster: ClusterSetup) -
         assert results == list(range(200))
         after = store.statistics()
         assert after.batches > before.batches, after
-        assert after.batched_keys - before.batched_keys == 200, after
+        # the first get goes out alone, the 199 made while it is in flight as one batch
+        assert after.batched_keys - before.batched_keys == 199, after
 
         # Directly on the store, with misses mixed in.
         wanted = [*keys[:100], *(f"absent:{i}" for i in range(20))]
