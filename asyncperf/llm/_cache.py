@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from array import array
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -22,7 +23,7 @@ from ._calibrate import CalibrationReport, sweep
 from ._canonical import OPENAI_CHAT_DEFAULTS, CanonicalRequest, canonical_request
 from ._embed import Embedder, HashedNgramEmbedder, cosine
 from ._guards import Guards, PromptFeatures, prompt_features, refusal
-from ._index import IndexRecord, ScopedIndex
+from ._index import IndexRecord, ScopedIndex, rank
 from ._pricing import ModelPrice, PriceTable, Usage, usage_from_response
 from ._stats import LLMStatistics, SimilarityStatistics, UsageStatistics
 
@@ -36,6 +37,33 @@ Call = Callable[[Any], Awaitable[Any]]
 _ENTRY_VERSION: Final = 1
 _MANIFEST_SHARDS: Final = 64
 _MANIFEST_RECORDS: Final = 1024  # per shard; older records drop off (a lost similarity hit)
+
+#: A similarity search over more entries than this (one scope) runs in a worker thread: the
+#: scan is pure Python, about 15 microseconds an entry (4 ms at 256), and would stall the
+#: event loop.
+SEARCH_IN_THREAD_ABOVE: Final = 256
+
+#: The ``finish_reason`` values of a complete answer; ``length`` (cut at ``max_tokens``)
+#: and ``content_filter`` (cut by the provider's filter) are not, and are never stored.
+DEFAULT_STORE_FINISH_REASONS: Final = frozenset({"stop", "tool_calls", "function_call"})
+
+
+def finish_reasons(response: Any) -> list[Any]:
+    """Return the ``finish_reason`` of each choice of a chat completion (a mapping or an
+    SDK object); ``[]`` when it has no ``choices`` list."""
+    choices = (
+        response.get("choices")
+        if isinstance(response, Mapping)
+        else getattr(response, "choices", None)
+    )
+    if not isinstance(choices, list | tuple):
+        return []
+    return [
+        choice.get("finish_reason")
+        if isinstance(choice, Mapping)
+        else getattr(choice, "finish_reason", None)
+        for choice in choices
+    ]
 
 
 class ResponseCodec(Protocol):
@@ -78,6 +106,7 @@ class _Counters:
     coalesced: int = 0
     bypassed: int = 0
     errors: int = 0
+    not_stored: int = 0
     prompt_tokens_saved: int = 0
     completion_tokens_saved: int = 0
     money_spent: Decimal = Decimal(0)
@@ -152,6 +181,14 @@ class LLMCache:
         lock: ``"local"`` joins identical calls in this process; ``"distributed"`` also
             across processes sharing a Redis-backed cache.
         max_index_entries: Size of the in-process similarity index.
+        max_scope_entries: Entries of one scope the index keeps (least recently used go
+            first); this bounds the cost of one search (pure Python, about 15 µs an
+            entry; searches over more than 256 entries run in a worker thread).
+        store_finish_reasons: The ``finish_reason`` values an answer may be stored with
+            (default ``{"stop", "tool_calls", "function_call"}``). An answer with any
+            other (``length``: cut at ``max_tokens``; ``content_filter``) is returned but
+            not stored, and counted in ``not_stored``. A choice that reports no
+            ``finish_reason`` (some compatible servers) does not prevent storing.
 
     Raises:
         ConfigurationError: An argument is invalid.
@@ -182,6 +219,8 @@ class LLMCache:
         ignore_params: Iterable[str] = (),
         lock: Literal["local", "distributed"] = "local",
         max_index_entries: int = 100_000,
+        max_scope_entries: int = 10_000,
+        store_finish_reasons: Iterable[str] = DEFAULT_STORE_FINISH_REASONS,
     ) -> None:
         if not isinstance(cache, Cache):
             raise ConfigurationError(f"cache must be an asyncperf Cache, got {cache!r}")
@@ -214,8 +253,21 @@ class LLMCache:
         self._defaults = dict(defaults)
         self._ignore = frozenset(ignore_params)
         self._nondeterministic = bool(cache_nondeterministic)
+        if isinstance(store_finish_reasons, str) or not all(
+            isinstance(reason, str) for reason in store_finish_reasons
+        ):
+            raise ConfigurationError(
+                f"store_finish_reasons must be strings, got {store_finish_reasons!r}"
+            )
+        self._store_finish_reasons = frozenset(store_finish_reasons)
         self._lock: Literal["local", "distributed"] = lock
-        self._index = ScopedIndex(max_index_entries)
+        for name, size in (
+            ("max_index_entries", max_index_entries),
+            ("max_scope_entries", max_scope_entries),
+        ):
+            if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+                raise ConfigurationError(f"{name} must be a positive int, got {size!r}")
+        self._index = ScopedIndex(max_index_entries, max_scope_entries)
         self._index_loaded = False
         self._index_lock = anyio.Lock()
         self._manifest_lock = anyio.Lock()
@@ -287,6 +339,20 @@ class LLMCache:
         counters.requests += 1
         return Prepared(canonical, tenant, f"e:{part}:{canonical.digest}", scope, counters, started)
 
+    @property
+    def store_finish_reasons(self) -> frozenset[str]:
+        """The ``finish_reason`` values an answer may be stored with."""
+        return self._store_finish_reasons
+
+    def storable(self, prepared: Prepared, reasons: Iterable[Any]) -> bool:
+        """Whether a completed answer whose choices ended with ``reasons`` may be stored;
+        a refusal is counted in ``not_stored`` (internal)."""
+        allowed = self._store_finish_reasons
+        if all(reason is None or reason in allowed for reason in reasons):
+            return True
+        prepared.counters.not_stored += 1
+        return False
+
     def cacheable(self, prepared: Prepared) -> bool:
         """Whether ``prepared`` may be served from or stored in the cache."""
         return prepared.canonical.deterministic or self._nondeterministic
@@ -330,6 +396,7 @@ class LLMCache:
             self.record_hit(prepared, value, layer)
             return response
         original: list[Any] = []
+        keep: list[bool] = []
 
         async def load() -> dict[str, Any]:
             started = time.perf_counter()
@@ -342,17 +409,24 @@ class LLMCache:
             body, usage = codec.encode(response)
             self.record_call(prepared, usage)
             original.append(response)
+            keep.append(self.storable(prepared, finish_reasons(response)))
             return self.entry(prepared, "completion", body, usage, latency)
 
         try:
             value = await self._cache.get_or_set(
-                prepared.key, load, ttl=self._ttl, early_refresh=False, lock=self._lock
+                prepared.key,
+                load,
+                ttl=self._ttl,
+                early_refresh=False,
+                lock=self._lock,
+                store_if=lambda _: all(keep),  # a truncated answer is returned, not stored
             )
         except Exception:
             prepared.counters.errors += 1
             raise
         if original:
-            await self.index(prepared)
+            if all(keep):
+                await self.index(prepared)
             return original[0]
         # Another caller's call (in flight, or stored between our lookup and now).
         response = codec.decode(value["body"])
@@ -402,6 +476,7 @@ class LLMCache:
         """Return ``(entry, layer)`` for a request the cache can answer, else ``None``."""
         value = await self._cache.get(prepared.key)
         if _valid(value):
+            self._index.touch(prepared.key)
             return dict(value), "exact"
         if prepared.scope is not None and self._threshold is not None:
             found = await self._similar(prepared)
@@ -426,7 +501,11 @@ class LLMCache:
             return None
         await self.ensure_index()
         vector = prepared.vector = (await self._embed([prompt]))[0]
-        candidates = self._index.search(prepared.scope, vector)
+        records = self._index.snapshot(prepared.scope)
+        if len(records) > SEARCH_IN_THREAD_ABOVE:
+            candidates = await anyio.to_thread.run_sync(rank, records, vector)
+        else:
+            candidates = rank(records, vector)
         self._lookups += 1
         best = candidates[0][0] if candidates else 0.0
         self._nearest[min(9, max(0, int(best * 10)))] += 1
@@ -444,6 +523,7 @@ class LLMCache:
                 self._index.remove(record.key)  # expired or evicted from the store
                 continue
             self._similarity_hits += 1
+            self._index.touch(record.key)
             return dict(value)
         return None
 
@@ -532,7 +612,8 @@ class LLMCache:
         Entries record themselves in a small manifest (64 keys under the cache namespace)
         when they are stored; this reads it, drops records whose entry has expired, and
         embeds the prompts again with the current embedder (so an index never mixes
-        embedders). Called automatically before the first similarity lookup.
+        embedders), in a worker thread so the event loop keeps running. Called
+        automatically before the first similarity lookup.
 
         Returns:
             How many entries the index holds for the store's records.
@@ -552,12 +633,24 @@ class LLMCache:
             return 0
         alive = await self._cache.get_many(list(records))
         keys = [key for key in records if _valid(alive.get(key))]
+        if not keys:
+            return 0
         prompts = [records[key][1] for key in keys]
-        vectors = await self._embed(prompts) if prompts else []
-        for key, prompt, vector in zip(keys, prompts, vectors, strict=True):
-            self._index.add(
-                IndexRecord(key, records[key][0], prompt, prompt_features(prompt), vector)
-            )
+        embedder = self._embedder
+
+        def build() -> list[IndexRecord]:
+            # Embedding every prompt (2 s for 20 000 with the default embedder) and
+            # extracting their features is CPU work: done here, off the event loop.
+            vectors = embedder.embed(prompts)
+            return [
+                IndexRecord(
+                    key, records[key][0], prompt, prompt_features(prompt), array("d", vector)
+                )
+                for key, prompt, vector in zip(keys, prompts, vectors, strict=True)
+            ]
+
+        for record in await anyio.to_thread.run_sync(build):
+            self._index.add(record)
         self._rebuilt += len(keys)
         return len(keys)
 
@@ -605,7 +698,7 @@ class LLMCache:
             if reason is not None:
                 refusals[reason] += 1
             scored.append((cosine(vectors[stored], vectors[query]), reason is None, match))
-        report = sweep(scored, target_false_hit_rate, self._threshold, dict(refusals))
+        report = sweep(scored, target_false_hit_rate, self._threshold, dict(refusals), apply)
         if apply and report.threshold is not None:
             self._threshold = report.threshold
         return report

@@ -91,8 +91,12 @@ def sweep(
     target: float,
     previous: float | None,
     refusals: Mapping[str, int],
+    apply: bool = True,
 ) -> CalibrationReport:
-    """Choose a threshold from ``(similarity, passes_guards, should_match)`` triples."""
+    """Choose a threshold from ``(similarity, passes_guards, should_match)`` triples.
+
+    ``apply`` says whether the caller will use the choice (the report's ``applied``).
+    """
     rows = list(scored)
     traps = [s for s, ok, match in rows if not match and ok]
     positives = [s for s, ok, match in rows if match and ok]
@@ -130,7 +134,7 @@ def sweep(
         f"{chosen.hits}/{n_match} should-match pairs ({chosen.hit_rate:.1%})."
     )
     return CalibrationReport(
-        chosen.threshold, True, previous, target, n_traps, chosen.false_hits,
+        chosen.threshold, apply, previous, target, n_traps, chosen.false_hits,
         chosen.false_hits / n_traps if n_traps else 0.0, chosen.upper_bound, n_match,
         chosen.hits, chosen.hit_rate, refusals, reason, tuple(table),
     )  # fmt: skip

@@ -4,7 +4,9 @@ Embeddings place "flights from Paris to London" next to "flights from London to 
 and "is it safe" next to "is it not safe". These checks compare what such a score cannot
 see, and refuse the match when any differs:
 
-- ``numbers``: the multisets of numbers (digits, number words, ordinals, years, dates);
+- ``numbers``: the numbers in order of appearance (digits, number words, ordinals, years,
+  dates), so "1200 divided by 48" never matches "48 divided by 1200", nor 2024-01-02
+  2024-02-01;
 - ``negation``: how many negations each prompt has;
 - ``entities``: names (capitalised or all-caps words anywhere in either prompt) must occur
   in both, spelled the same;
@@ -107,7 +109,8 @@ class PromptFeatures:
     Attributes:
         content: Content words in order (lowercased, contractions expanded, no fillers,
             no negations; each number is ``"#"``, compared by ``numbers``).
-        numbers: Sorted numbers found (as normalised strings).
+        numbers: The numbers found, in order of appearance (as normalised strings): a
+            permutation ("48 / 1200" for "1200 / 48", day and month swapped) differs.
         negations: How many negations.
         entities: Lowercased capitalised or all-caps words (never the first word of a
             sentence unless it is all caps).
@@ -186,9 +189,7 @@ def prompt_features(text: str) -> PromptFeatures:
                 content.append(_NUMBER)
             elif part not in FILLER_WORDS and part:
                 content.append(part)
-    return PromptFeatures(
-        tuple(content), tuple(sorted(numbers)), negations, frozenset(entities), deictic
-    )
+    return PromptFeatures(tuple(content), tuple(numbers), negations, frozenset(entities), deictic)
 
 
 def _within_edits(a: str, b: str, limit: int) -> bool:
@@ -274,7 +275,8 @@ class Guards:
     """Which guards run before a similarity hit is served (all on by default).
 
     Attributes:
-        numbers: Refuse when the numbers (and dates, years, ordinals) differ.
+        numbers: Refuse when the numbers (and dates, years, ordinals) differ, or appear
+            in another order.
         negation: Refuse when the number of negations differs.
         entities: Refuse when a name in one prompt is missing from the other.
         content: Refuse when content words differ beyond typos, fillers and one moved

@@ -22,6 +22,9 @@ class UsageStatistics:
         coalesced: Answered by joining an identical call already in flight.
         bypassed: Sent upstream uncached (temperature > 0 without opt-in).
         errors: Requests that raised (the provider's exception, shared by joined callers).
+        not_stored: Completed calls returned but not stored because a choice ended with a
+            ``finish_reason`` outside ``store_finish_reasons`` (``length``,
+            ``content_filter``).
         prompt_tokens_saved: Prompt tokens of the answers served without a call.
         completion_tokens_saved: Completion tokens of those answers.
         money_spent: US dollars of the upstream calls (exact).
@@ -39,6 +42,7 @@ class UsageStatistics:
     coalesced: int = 0
     bypassed: int = 0
     errors: int = 0
+    not_stored: int = 0
     prompt_tokens_saved: int = 0
     completion_tokens_saved: int = 0
     money_spent: Decimal = Decimal(0)

@@ -35,7 +35,11 @@ from ._pricing import Usage
 __all__ = ["CachedOpenAI", "CachedStream", "cached_openai"]
 
 # Transport options of the SDK: they change how a request travels, not what it asks.
+# ``extra_query`` is not one of them (Azure's ``api-version`` selects the API): it is
+# keyed under ``_ENDPOINT``, with the client's ``base_url``.
 _TRANSPORT: Final = frozenset({"extra_headers", "extra_query", "extra_body", "timeout"})
+#: Where the request goes, as a key field: no provider parameter starts with "$".
+_ENDPOINT: Final = "$endpoint"
 _UNSET: Final = tuple(
     t for t in (getattr(openai, "NotGiven", None), getattr(openai, "Omit", None)) if t
 )
@@ -68,8 +72,10 @@ class _CompletionCodec:
 _CODEC: Final = _CompletionCodec()
 
 
-def _request(kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """Return what the SDK sends as the body: set arguments plus ``extra_body``."""
+def _request(kwargs: Mapping[str, Any], base_url: str) -> dict[str, Any]:
+    """Return what the SDK sends as the body (set arguments plus ``extra_body``), plus
+    where it goes (``base_url`` and ``extra_query``) under ``_ENDPOINT``: two providers
+    serving one model name never share entries."""
     request = {
         name: value
         for name, value in kwargs.items()
@@ -78,6 +84,11 @@ def _request(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     extra = kwargs.get("extra_body")
     if isinstance(extra, Mapping):
         request.update(extra)
+    endpoint: dict[str, Any] = {"base_url": base_url}
+    query = kwargs.get("extra_query")
+    if isinstance(query, Mapping) and query:
+        endpoint["query"] = dict(query)
+    request[_ENDPOINT] = endpoint
     return request
 
 
@@ -152,7 +163,7 @@ class _Completions:
         """
         owner = self._owner
         upstream = owner.client.chat.completions
-        request = _request(kwargs)
+        request = _request(kwargs, str(owner.client.base_url))
 
         async def call(_: Any) -> Any:
             return await upstream.create(**kwargs)
@@ -185,7 +196,13 @@ async def _stream(llm: LLMCache, request: dict[str, Any], call: Any, tenant: str
         found = await llm.lookup(prepared)
         if found is not None:
             value, layer = found
-            flight.resolve(value)
+            try:
+                flight.resolve(value)  # the requests that joined meanwhile replay it too
+            finally:
+                # A served flight is done: left registered, it would answer every later
+                # identical stream as "coalesced", past the entry's TTL or a clear().
+                if flights.get(prepared.key) is flight:
+                    del flights[prepared.key]
             llm.record_hit(prepared, value, layer)
             return CachedStream(_replay(value["body"]), replayed=True)
         started = time.perf_counter()
@@ -210,9 +227,11 @@ async def _stream(llm: LLMCache, request: dict[str, Any], call: Any, tenant: str
 class _Recorder:
     """Pass the provider's chunks through, and store them once the stream completes.
 
-    The entry is written only after the provider's stream ended with a ``finish_reason``:
-    a stream that fails, or that its reader closes early, is never stored, and the
-    identical requests waiting on it are told (they get the error, or start over).
+    The entry is written only after the provider's stream ended with a ``finish_reason``
+    in ``LLMCache.store_finish_reasons``: a stream that fails, or that its reader closes
+    early, is never stored, and the identical requests waiting on it are told (they get
+    the error, or start over); a truncated one (``length``, ``content_filter``) is
+    replayed to the requests that joined it, and not stored.
     """
 
     def __init__(
@@ -234,6 +253,7 @@ class _Recorder:
         self._bodies: list[str] = []
         self._usage: Usage | None = None
         self._finished = False
+        self._reasons: list[str] = []
         self._completion_chars = 0
         self._done = False
 
@@ -257,6 +277,7 @@ class _Recorder:
         for choice in chunk.choices:
             if choice.finish_reason is not None:
                 self._finished = True
+                self._reasons.append(choice.finish_reason)
             content = choice.delta.content if choice.delta is not None else None
             if content:
                 self._completion_chars += len(content)
@@ -271,9 +292,12 @@ class _Recorder:
             llm.record_call(prepared, usage)
             if self._finished:
                 value = llm.entry(prepared, "stream", self._bodies, usage, latency)
-                await llm.cache.set(prepared.key, value, ttl=llm.ttl)
-                flight.resolve(value)
-                await llm.index(prepared)
+                if llm.storable(prepared, self._reasons):
+                    await llm.cache.set(prepared.key, value, ttl=llm.ttl)
+                    flight.resolve(value)
+                    await llm.index(prepared)
+                else:  # truncated (length, content_filter): joined streams replay it once
+                    flight.resolve(value)
         finally:
             await self._release()
 
@@ -350,7 +374,8 @@ def cached_openai(
     """Wrap ``client`` so chat completions are answered from ``llm`` when they can be.
 
     ``create(**kwargs)`` keys on the request body the SDK would send (``extra_body``
-    included; ``extra_headers``, ``extra_query`` and ``timeout`` left out). A hit returns
+    included), the client's ``base_url`` and ``extra_query`` (e.g. Azure's
+    ``api-version``); ``extra_headers`` and ``timeout`` are left out. A hit returns
     the SDK's own ``ChatCompletion``; ``stream=True`` returns chunks of the same shape as
     the provider's, replayed without delay.
 

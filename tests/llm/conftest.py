@@ -7,7 +7,8 @@ OpenAI API does (a role delta, content deltas, a ``finish_reason`` chunk, an opt
 chunk with empty ``choices``, then ``[DONE]``).
 
 Control words in the last user message: ``FAIL400`` answers 400; ``BREAK`` drops the
-connection after two streamed chunks (an interrupted stream).
+connection after two streamed chunks (an interrupted stream); ``TRUNCATE`` and ``FILTER``
+end the answer with ``finish_reason`` ``length`` and ``content_filter``.
 """
 
 from __future__ import annotations
@@ -79,6 +80,9 @@ class FakeProvider:
                 status_code=400,
             )
         answer = answer_for(body)
+        finish = (
+            "length" if "TRUNCATE" in last else "content_filter" if "FILTER" in last else "stop"
+        )
         created = int(time.time())
         ident = f"chatcmpl-{self.calls}"
         if not body.get("stream"):
@@ -94,7 +98,7 @@ class FakeProvider:
                             "index": 0,
                             "message": {"role": "assistant", "content": answer, "refusal": None},
                             "logprobs": None,
-                            "finish_reason": "stop",
+                            "finish_reason": finish,
                         }
                     ],
                     "usage": usage_for(body, answer),
@@ -124,7 +128,7 @@ class FakeProvider:
                 if "BREAK" in last and index == 2:
                     raise ConnectionResetError("provider dropped the stream")
                 yield f"data: {json.dumps(chunk(delta, None))}\n\n".encode()
-            yield f"data: {json.dumps(chunk({}, 'stop'))}\n\n".encode()
+            yield f"data: {json.dumps(chunk({}, finish))}\n\n".encode()
             if include_usage:
                 final = {**chunk({}, None), "choices": [], "usage": usage_for(body, answer)}
                 yield f"data: {json.dumps(final)}\n\n".encode()

@@ -2,10 +2,10 @@
 
 Each item is a stored request and a later request, labelled ``should_match`` (a near-repeat
 that keeps the meaning: typo, whitespace, casing, punctuation, filler words, word order) or
-not (a trap: number or date change, negation, entity swap, scope change, deictic prompt,
-role reversal, unit change, or a multi-turn chat whose last message is the same but whose
-history differs). Items are built from templates with random slots, so the same seed gives
-the same set.
+not (a trap: number or date change, the same numbers in other places, negation, entity
+swap, scope change, deictic prompt, role reversal, unit change, or a multi-turn chat whose
+last message is the same but whose history differs). Items are built from templates with
+random slots, so the same seed gives the same set.
 
 Run ``python tests/llm/make_synthetic_set.py [--seed N] [--out FILE]`` to write it as JSON
 lines; the tests import :func:`generate`.
@@ -219,6 +219,46 @@ def _negate(text: str) -> str | None:
     return None
 
 
+def _permuted_numbers(rng: random.Random) -> tuple[str, str]:
+    """A question and the same question with its numbers in other slots (another answer)."""
+    a, b = rng.sample(range(2, 2000), 2)
+    year = rng.randint(1990, 2030)
+    month, day = rng.sample(range(1, 13), 2)
+    weekday = rng.choice(WEEKDAYS)
+    principal = rng.choice([500, 1000, 2500, 5000, 10000, 25000])
+    rate, years = rng.sample(range(2, 31), 2)
+    feet, inches = rng.sample(range(1, 12), 2)
+    kind = rng.randrange(8)
+    if kind == 0:
+        return f"What is {a} divided by {b}?", f"What is {b} divided by {a}?"
+    if kind == 1:
+        return (f"How much is {a} minus {b}?", f"How much is {b} minus {a}?")
+    if kind == 2:
+        ymd = "{}-{:02d}-{:02d}"
+        return (f"Is {ymd.format(year, month, day)} a {weekday}?",
+                f"Is {ymd.format(year, day, month)} a {weekday}?")  # fmt: skip
+    if kind == 3:
+        return (f"What day of the week was {month}/{day}/{year}?",
+                f"What day of the week was {day}/{month}/{year}?")  # fmt: skip
+    if kind == 4:
+        terms = [principal, rate, years]
+        other = terms[:]
+        while other == terms:
+            rng.shuffle(other)
+        text = "What is the compound interest on ${} at {}% per year for {} years?"
+        return text.format(*terms), text.format(*other)
+    if kind == 5:
+        return (f"Convert {feet} feet {inches} inches to centimeters.",
+                f"Convert {inches} feet {feet} inches to centimeters.")  # fmt: skip
+    if kind == 6:
+        return (f"What is {a % 20 + 2} to the power of {b % 20 + 3}?",
+                f"What is {b % 20 + 3} to the power of {a % 20 + 2}?")  # fmt: skip
+    return (f"How many days are there from {MONTHS[month - 1]} {day} to {MONTHS[day - 1]} "
+            f"{month}, {year}?",
+            f"How many days are there from {MONTHS[month - 1]} {month} to {MONTHS[day - 1]} "
+            f"{day}, {year}?")  # fmt: skip
+
+
 def traps(rng: random.Random, per_category: int) -> list[Item]:
     """Pairs that must never be served for each other."""
     items: list[Item] = []
@@ -248,6 +288,10 @@ def traps(rng: random.Random, per_category: int) -> list[Item]:
                 else base.replace(weekday, _other(rng, WEEKDAYS, weekday))
             )
             add("number/date", base, query)
+    # Number order: the same numbers in other places (operands, day and month, terms).
+    while sum(i.category == "number order" for i in items) < per_category:
+        stored, query = _permuted_numbers(rng)
+        add("number order", stored, query)
     # Negation.
     while sum(i.category == "negation" for i in items) < per_category:
         template, slots = rng.choice(_base_questions(rng))
@@ -332,7 +376,7 @@ def traps(rng: random.Random, per_category: int) -> list[Item]:
 
 
 def generate(seed: int = 1, traps_per_category: int = 60, near: int = 420) -> list[Item]:
-    """Return the labelled set: ``8 * traps_per_category`` traps and ``near`` near-repeats."""
+    """Return the labelled set: ``9 * traps_per_category`` traps and ``near`` near-repeats."""
     rng = random.Random(seed)
     return traps(rng, traps_per_category) + near_repeats(rng, near)
 

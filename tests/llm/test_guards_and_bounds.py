@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from asyncperf.llm import Guards, prompt_features, required_traps, wilson_upper_bound
+from asyncperf import Cache, MemoryStore
+from asyncperf.llm import (
+    Guards,
+    LLMCache,
+    prompt_features,
+    required_traps,
+    wilson_upper_bound,
+)
 from asyncperf.llm._guards import refusal
 
 
@@ -44,6 +51,31 @@ def test_guard_decisions(stored: str, query: str, reason: str | None) -> None:
     assert why(stored, query) == reason
 
 
+@pytest.mark.parametrize(
+    ("stored", "query"),
+    [
+        ("What is the remainder when 1200 is divided by 48?",
+         "What is the remainder when 48 is divided by 1200?"),
+        ("Is 2024-01-02 a Monday?", "Is 2024-02-01 a Monday?"),
+        ("What is the compound interest on $1000 at 5% per year for 10 years?",
+         "What is the compound interest on $10 at 5% per year for 1000 years?"),
+        ("What is the compound interest on $1000 at 5% per year for 10 years?",
+         "What is the compound interest on $1000 at 10% per year for 5 years?"),
+        ("What day of the week was 3/4/2021?", "What day of the week was 4/3/2021?"),
+        ("Convert 5 feet 2 inches to cm", "Convert 2 feet 5 inches to cm"),
+    ],
+)  # fmt: skip
+def test_numbers_in_another_order_are_refused(stored: str, query: str) -> None:
+    """The same numbers in other places ask another question: never served (the cosine
+    alone would serve them at the default threshold)."""
+    llm = LLMCache(Cache(MemoryStore()), similarity=True)
+    served, similarity, reason = llm.would_serve(stored, query)
+    assert llm.threshold is not None
+    assert similarity >= llm.threshold
+    assert reason == "numbers"
+    assert not served
+
+
 def test_guards_can_be_switched_off() -> None:
     off = Guards(numbers=False, negation=False, entities=False, content=False, deictic=False)
     assert why("How many days are in 2024?", "How many days are in 2023?", off) is None
@@ -52,7 +84,7 @@ def test_guards_can_be_switched_off() -> None:
 def test_features() -> None:
     features = prompt_features("Don't list the 3rd and 1,000th items in the USA, please.")
     assert features.negations == 1
-    assert features.numbers == ("1000", "3")
+    assert features.numbers == ("3", "1000")  # in order of appearance
     assert "usa" in features.entities
     assert "please" not in features.content
     assert not features.deictic

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import random
+import threading
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -452,3 +454,85 @@ async def test_entries_live_in_redis_as_json_and_the_index_rebuilds_from_it() ->
     finally:
         await cache.namespace(namespace).clear()
         await cache.aclose()
+
+
+async def test_complete_does_not_store_truncated_answers() -> None:
+    llm = LLMCache(Cache(MemoryStore()))
+    calls = 0
+
+    async def call(request: dict[str, Any]) -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        answer = completion(request)
+        answer["choices"][0]["finish_reason"] = "length"
+        return answer
+
+    for _ in range(2):
+        answer = await llm.complete(req(max_tokens=3), call=call)
+        assert answer["choices"][0]["finish_reason"] == "length"
+    assert calls == 2
+    assert await llm.cache.get(llm.key(req(max_tokens=3))) is None
+    assert llm.statistics().total.not_stored == 2
+    with pytest.raises(ConfigurationError, match="store_finish_reasons"):
+        LLMCache(Cache(MemoryStore()), store_finish_reasons="stop")
+
+
+class ThreadRecordingEmbedder(HashedNgramEmbedder):
+    """The default embedder, noting which threads embed (it is not ``blocking``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: set[int] = set()
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        self.threads.add(threading.get_ident())
+        return super().embed(texts)
+
+
+async def test_rebuild_and_large_searches_run_off_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncperf.llm._index as index_module
+
+    cache = Cache(MemoryStore(max_entries=10_000))
+    writer = LLMCache(cache, similarity=True)
+    provider = Provider()
+    for i in range(300):  # one scope, more entries than a search may scan on the loop
+        await writer.complete(req(f"What is the population of town number {i}?"), call=provider)
+    loop_thread = threading.get_ident()
+    embedder = ThreadRecordingEmbedder()
+    reader = LLMCache(cache, similarity=embedder)
+    assert await reader.rebuild_index() == 300
+    assert loop_thread not in embedder.threads  # 300 prompts embedded in a worker thread
+    search_threads: set[int] = set()
+    scalar = index_module.cosine
+
+    def recording_cosine(a: Sequence[float], b: Sequence[float]) -> float:
+        search_threads.add(threading.get_ident())
+        return scalar(a, b)
+
+    monkeypatch.setattr(index_module, "cosine", recording_cosine)
+    answer = await reader.complete(req("what is the population of town number 7"), call=provider)
+    assert answer["choices"][0]["message"]["content"].endswith("town number 7?")
+    assert provider.calls == 300  # a similarity hit
+    assert search_threads
+    assert loop_thread not in search_threads  # the 300-entry scan ran in a worker thread
+
+
+async def test_index_keeps_the_most_recently_used_entries_per_scope() -> None:
+    llm = LLMCache(Cache(MemoryStore()), similarity=True, max_scope_entries=3)
+    provider = Provider()
+    questions = [f"What is the capital of {c}?" for c in ("France", "Spain", "Italy", "Peru")]
+    for question in questions[:3]:
+        await llm.complete(req(question), call=provider)
+    await llm.complete(req(questions[0]), call=provider)  # France: used again
+    await llm.complete(req(questions[3]), call=provider)  # Spain, least recently used, goes
+    await llm.complete(req(questions[3], tenant_scope=1), call=provider)  # another scope
+    assert llm.statistics().similarity.indexed == 4
+    calls = provider.calls
+    await llm.complete(req("what is the capital of france"), call=provider)
+    assert provider.calls == calls  # still indexed: a similarity hit
+    await llm.complete(req("what is the capital of spain"), call=provider)
+    assert provider.calls == calls + 1  # dropped from the index: a miss
+    with pytest.raises(ConfigurationError, match="max_scope_entries"):
+        LLMCache(Cache(MemoryStore()), similarity=True, max_scope_entries=0)

@@ -196,3 +196,84 @@ async def test_other_attributes_pass_through(client: Any) -> None:
     assert cached.base_url == client.base_url
     assert cached.chat.completions.with_raw_response is not None
     assert "tenant=None" in repr(cached)
+
+
+async def test_a_streamed_hit_leaves_no_flight_behind(provider: FakeProvider, client: Any) -> None:
+    llm = LLMCache(Cache(MemoryStore()))
+    cached = cached_openai(client, llm)
+    request = ask(stream=True)
+    await collect(await cached.chat.completions.create(**request))  # stored
+    replay = await cached.chat.completions.create(**request)  # an exact hit
+    assert replay.replayed
+    await collect(replay)
+    assert llm.stream_flights == {}
+    assert provider.calls == 1
+    await llm.cache.clear()
+    live = await cached.chat.completions.create(**request)
+    assert not live.replayed  # not the old flight's answer replayed as "coalesced"
+    await collect(live)
+    assert provider.calls == 2
+    assert llm.stream_flights == {}
+    stats = llm.statistics().total
+    assert (stats.exact_hits, stats.coalesced, stats.upstream_calls) == (1, 0, 2)
+
+
+async def test_base_url_and_extra_query_are_in_the_key(provider: FakeProvider) -> None:
+    llm = LLMCache(Cache(MemoryStore()), similarity=True)
+    # Two "providers" (the same loopback server under two host names) serving one model.
+    other_url = provider.base_url.replace("127.0.0.1", "localhost")
+    sdk_a = openai.AsyncOpenAI(api_key="test", base_url=provider.base_url, max_retries=0)
+    sdk_b = openai.AsyncOpenAI(api_key="test", base_url=other_url, max_retries=0)
+    try:
+        a, b = cached_openai(sdk_a, llm), cached_openai(sdk_b, llm)
+        await a.chat.completions.create(**ask())
+        # Another endpoint: neither a's entry nor one similar to it.
+        await b.chat.completions.create(**ask("what is the capital of france"))
+        assert provider.calls == 2
+        await b.chat.completions.create(**ask())
+        await a.chat.completions.create(**ask("what is the capital of france"))
+        assert provider.calls == 2  # each endpoint's own entries still serve it
+        v1 = ask(extra_query={"api-version": "2024-02-01"})
+        v2 = ask(extra_query={"api-version": "2024-10-21"})
+        await a.chat.completions.create(**v1)
+        await a.chat.completions.create(**v2)
+        assert provider.calls == 4
+        await a.chat.completions.create(**v1)
+        assert provider.calls == 4  # v1 hit
+    finally:
+        await sdk_a.close()
+        await sdk_b.close()
+
+
+@pytest.mark.parametrize("word", ["TRUNCATE", "FILTER"])
+async def test_truncated_answers_are_not_stored(
+    provider: FakeProvider, client: Any, word: str
+) -> None:
+    llm = LLMCache(Cache(MemoryStore()), similarity=True)
+    cached = cached_openai(client, llm)
+    plain = ask(f"Tell me a long story {word}", max_tokens=5)
+    streamed = {**plain, "stream": True}
+    for _ in range(2):
+        first = await cached.chat.completions.create(**plain)
+        assert first.choices[0].finish_reason in ("length", "content_filter")
+        chunks = await collect(await cached.chat.completions.create(**streamed))
+        assert chunks[-1].choices[0].finish_reason in ("length", "content_filter")
+    assert provider.calls == 4  # neither the answer nor the stream was served again
+    stats = llm.statistics()
+    assert stats.total.not_stored == 4
+    assert (stats.total.exact_hits, stats.total.similarity_hits) == (0, 0)
+    assert stats.similarity.indexed == 0
+    # Complete answers are still stored.
+    await cached.chat.completions.create(**ask())
+    await cached.chat.completions.create(**ask())
+    assert provider.calls == 5
+
+
+async def test_store_finish_reasons_is_configurable(provider: FakeProvider, client: Any) -> None:
+    llm = LLMCache(Cache(MemoryStore()), store_finish_reasons={"stop", "length"})
+    assert llm.store_finish_reasons == frozenset({"stop", "length"})
+    cached = cached_openai(client, llm)
+    for _ in range(2):
+        await cached.chat.completions.create(**ask("Tell me a long story TRUNCATE"))
+    assert provider.calls == 1
+    assert llm.statistics().total.not_stored == 0

@@ -30,7 +30,7 @@ async def test_default_similarity_on_the_synthetic_set(seed: int) -> None:
     near = [i for i in items if i.should_match]
     assert len(traps) >= 400
     assert {i.category for i in traps} == {
-        "number/date", "negation", "entity swap", "scope change", "deictic",
+        "number/date", "number order", "negation", "entity swap", "scope change", "deictic",
         "role reversal", "unit change", "multi-turn",
     }  # fmt: skip
     llm = LLMCache(Cache(MemoryStore(max_entries=100_000)), similarity=True)
@@ -72,6 +72,19 @@ def test_calibration_on_the_synthetic_set_reports_what_and_why() -> None:
     assert "Wilson" in report.reason
     assert sum(report.refusals.values()) > 0
     assert report.sweep[0].threshold <= report.threshold
+
+
+def test_calibration_with_apply_false_reports_not_applied() -> None:
+    items = [i for i in generate(1) if i.category != "multi-turn"]
+    pairs = [(i.stored_prompt, i.query_prompt, i.should_match) for i in items]
+    llm = LLMCache(Cache(MemoryStore()), similarity=True)
+    llm.threshold = 0.99
+    report = llm.calibrate(pairs, target_false_hit_rate=0.01, apply=False)
+    assert report.threshold is not None
+    assert report.threshold != 0.99
+    assert not report.applied  # a dry run: the cache keeps its threshold
+    assert llm.threshold == 0.99
+    assert report.previous_threshold == 0.99
 
 
 def test_calibration_refuses_with_too_few_traps() -> None:
