@@ -22,7 +22,7 @@ from ._connection import Connection
 from ._explain import explain_json, iter_nodes
 from ._parse import ParsedStatement, parse_statement
 from ._results import Result
-from ._sql import MARKER, index_name, qualified, quote_ident
+from ._sql import MARKER, qualified, quote_ident, suggested_index_name
 
 __all__ = [
     "METHOD_HYPOPG",
@@ -67,7 +67,9 @@ class IndexSuggestion(Result):
         table: The table name.
         columns: Key columns, in order.
         name: The index name used in :attr:`statement`.
-        statement: ``CREATE INDEX CONCURRENTLY ...`` with every identifier quoted.
+        statement: ``CREATE INDEX CONCURRENTLY IF NOT EXISTS ...`` with every identifier
+            quoted; the name is ``asyncperf_<table>_<columns>_idx`` (see
+            :func:`~asyncperf.db._sql.suggested_index_name`).
         cost_before: Planner cost of the statements it helps, with today's indexes.
         cost_after: The same with this index (hypothetical, or built and rolled back).
         statements: The statements it helps.
@@ -298,9 +300,16 @@ class _RollbackWhatIf(_WhatIf):
 
     label = METHOD_ROLLBACK
 
-    def __init__(self, conn: Connection, server_version: int, lock_timeout: float) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        server_version: int,
+        lock_timeout: float,
+        statement_timeout: float = 5.0,
+    ) -> None:
         super().__init__(conn, server_version, None)
         self.lock_timeout = lock_timeout
+        self.statement_timeout = statement_timeout
 
     async def cost(
         self,
@@ -314,16 +323,29 @@ class _RollbackWhatIf(_WhatIf):
         try:
             millis = max(1, int(self.lock_timeout * 1000))
             await self.conn.execute(f"{MARKER} SET LOCAL lock_timeout = {millis}")
+            # A build holds a ShareLock (writers wait) for as long as it runs: bound it.
+            previous = await self.conn.fetchval(
+                f"{MARKER} SELECT current_setting('statement_timeout')"
+            )
+            await self.conn.execute(
+                f"{MARKER} SELECT set_config('statement_timeout', $1, true)",
+                str(max(1, int(self.statement_timeout * 1000))),
+            )
             for position, (table, columns) in enumerate(indexes):
                 self.counter += 1
                 name = f"asyncperf_whatif_{self.counter}"
-                async with self.conn.transaction():  # a savepoint: one failure is not fatal
-                    try:
+                try:
+                    # A savepoint (rolled back when the build fails): one failure (a
+                    # timeout, an unsupported type) is not fatal.
+                    async with self.conn.transaction():
                         await self.conn.execute(f"{MARKER} {self._ddl(table, columns, name)}")
-                    except Exception as exc:
-                        logger.debug("what-if index on %s%s failed: %s", table.name, columns, exc)
-                        continue
+                except Exception as exc:
+                    logger.debug("what-if index on %s%s failed: %s", table.name, columns, exc)
+                    continue
                 names[name] = position
+            await self.conn.execute(
+                f"{MARKER} SELECT set_config('statement_timeout', $1, true)", previous
+            )
             top = await explain_json(
                 self.conn,
                 sql,
@@ -360,9 +382,12 @@ class Advisor:
         min_initial_cost: float,
         schemas: Sequence[str] | None,
         lock_timeout: float = 1.0,
+        statement_timeout: float = 5.0,
     ) -> None:
         if not 0 < min_cost_savings < 1:
             raise ConfigurationError(f"min_cost_savings must be in (0, 1), got {min_cost_savings}")
+        if not statement_timeout > 0:
+            raise ConfigurationError(f"statement_timeout must be positive, got {statement_timeout}")
         if fallback not in (None, "rollback"):
             raise ConfigurationError(f"fallback must be 'rollback' or None, got {fallback!r}")
         self.conn = conn
@@ -375,7 +400,7 @@ class Advisor:
         if hypopg_schema is not None:
             self.what_if = _WhatIf(conn, server_version, hypopg_schema)
         elif fallback == "rollback":
-            self.what_if = _RollbackWhatIf(conn, server_version, lock_timeout)
+            self.what_if = _RollbackWhatIf(conn, server_version, lock_timeout, statement_timeout)
         else:
             self.what_if = None
         self.server_version = server_version
@@ -402,7 +427,8 @@ class Advisor:
         elif isinstance(self.what_if, _RollbackWhatIf):
             notes.append(
                 "HypoPG is not installed: costs come from real indexes built inside a "
-                "rolled-back transaction (ShareLock, lock_timeout), on tables up to "
+                "rolled-back transaction (ShareLock, lock_timeout, statement_timeout), on "
+                "tables up to "
                 f"{self.fallback_max_table_bytes:,} bytes only"
             )
         return IndexAdvice(
@@ -580,7 +606,7 @@ class Advisor:
                     break
         suggestions = []
         for (_, columns), (table, before, after, queries) in merged.items():
-            name = index_name(table.name, columns)
+            name = suggested_index_name(table.name, columns)
             cols = ", ".join(quote_ident(c) for c in columns)
             suggestions.append(
                 IndexSuggestion(
@@ -589,7 +615,7 @@ class Advisor:
                     columns=columns,
                     name=name,
                     statement=(
-                        f"CREATE INDEX CONCURRENTLY {quote_ident(name)} "
+                        f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {quote_ident(name)} "
                         f"ON {qualified(table.schema, table.name)} ({cols})"
                     ),
                     cost_before=before,

@@ -243,6 +243,7 @@ class QueryAnalyzer:
         schemas: Sequence[str] | None = None,
         fallback: Fallback = "rollback",
         fallback_max_table_bytes: int = 64 << 20,
+        fallback_statement_timeout: float = 5.0,
         use_hypopg: bool = True,
     ) -> IndexAdvice:
         """Suggest at most one index per slow statement, merged across statements.
@@ -251,8 +252,10 @@ class QueryAnalyzer:
         and every ordered pair of them on one table) are hypothetical: nothing is built.
         Without HypoPG (or with ``use_hypopg=False``) and ``fallback="rollback"``, real
         indexes are built inside a transaction that is always rolled back, only on tables
-        up to ``fallback_max_table_bytes`` and under a 1 s ``lock_timeout`` (the build
-        blocks writers meanwhile); the result's ``method`` says so. Either way nothing is
+        up to ``fallback_max_table_bytes``, under a 1 s ``lock_timeout`` and a
+        ``fallback_statement_timeout`` (the build blocks writers meanwhile; a build that
+        runs longer is cancelled and that candidate is skipped); the result's ``method``
+        says so. Either way nothing is
         left behind, and HypoPG's per-connection state is reset before the connection
         goes back to a pool.
 
@@ -267,6 +270,8 @@ class QueryAnalyzer:
             schemas: Only advise on statements whose tables are all in these schemas.
             fallback: ``"rollback"`` (see above) or ``None`` for no advice without HypoPG.
             fallback_max_table_bytes: Size limit of tables the fallback builds on.
+            fallback_statement_timeout: Seconds each statement of the fallback (an index
+                build, an EXPLAIN) may run (``SET LOCAL statement_timeout``).
             use_hypopg: Set to ``False`` to use the fallback even where HypoPG exists.
 
         Returns:
@@ -290,6 +295,7 @@ class QueryAnalyzer:
                 hypopg_schema=hypopg_schema,
                 fallback=fallback,
                 fallback_max_table_bytes=fallback_max_table_bytes,
+                statement_timeout=fallback_statement_timeout,
                 min_cost_savings=min_cost_savings,
                 min_initial_cost=min_initial_cost,
                 schemas=schemas,

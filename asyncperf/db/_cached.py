@@ -10,17 +10,21 @@ opt-in and explicit: :func:`setup_invalidation` installs statement-level trigger
 from __future__ import annotations
 
 import asyncio
+import datetime
 import hashlib
+import itertools
+import json
 import logging
+import uuid
+import weakref
 from collections.abc import Iterable, Sequence
+from decimal import Decimal
 from typing import Any
-
-import orjson
 
 from .._exceptions import ConfigurationError
 from ..cache import Cache, get_default_cache
 from ._deps import require_asyncpg
-from ._parse import parse_statement
+from ._parse import parse_statement, uncacheable_reason
 from ._sql import MARKER, qualified, quote_ident, quote_literal
 
 __all__ = [
@@ -38,27 +42,149 @@ CHANNEL = "asyncperf_table_changed"
 _FUNCTION = "asyncperf_notify_table_change"
 _TRIGGER = "asyncperf_invalidate"
 _KEY_PREFIX = "pg:"
+_TABLE_TAG_PREFIX = "pg-table:"
 
-# Active invalidations by id(cache): cached_fetch consults them so a load that raced a
-# table change is returned but not stored. The invalidation holds the cache, so the id
-# cannot be reused while registered.
-_active: dict[int, TableInvalidation] = {}
-# (id(pool), sql) -> tags, so each statement's tables are resolved once per pool.
-_tags_cache: dict[tuple[int, str], tuple[str, ...]] = {}
+# Active invalidations by id(cache), all of them: cached_fetch consults them so a load that
+# raced a table change (or ran while a listener was disconnected) is returned but not
+# stored. An invalidation holds its cache, so the id cannot be reused while registered.
+_active: dict[int, list[TableInvalidation]] = {}
+
+# A snapshot of the active invalidations' state for some tags: (serial, generation) of
+# each, or None while one of them is disconnected (nothing may be stored then).
+_State = tuple[tuple[int, int], ...] | None
 
 
 def table_tag(database: str, schema: str, table: str) -> str:
     """Return the cache tag of a table (what the triggers' notifications invalidate)."""
-    return f"pg-table:{database}/{schema}.{table}"
+    return f"{_TABLE_TAG_PREFIX}{database}/{schema}.{table}"
 
 
-def _key(sql: str, args: Sequence[Any]) -> str:
-    payload = orjson.dumps(
-        [sql, [[type(a).__name__, a] for a in args]],
-        default=repr,
-        option=orjson.OPT_NON_STR_KEYS,
-    )
-    return _KEY_PREFIX + hashlib.sha256(payload).hexdigest()
+def _state(cache: Cache, tags: Iterable[str]) -> _State:
+    invalidations = _active.get(id(cache))
+    if not invalidations:
+        return ()
+    if not all(inv.connected for inv in invalidations):
+        return None
+    return tuple((inv.serial, inv.generation(tags)) for inv in invalidations)
+
+
+# -- what a query runs against ------------------------------------------------------------
+
+
+class _Target:
+    """What one pool (or connection) runs queries against, resolved once."""
+
+    __slots__ = ("key", "tags")
+
+    def __init__(self, key: str) -> None:
+        self.key = key  # canonical (current_database(), current_schemas(true))
+        self.tags: dict[str, tuple[str, ...]] = {}  # sql -> table tags
+
+
+_weak_targets: weakref.WeakKeyDictionary[Any, _Target] = weakref.WeakKeyDictionary()
+# Pools that take no weak reference (asyncpg.Pool has __slots__): held, pruned when closed.
+_strong_targets: dict[int, tuple[Any, _Target]] = {}
+
+
+def _lookup(pool: Any) -> _Target | None:
+    try:
+        return _weak_targets.get(pool)
+    except TypeError:
+        entry = _strong_targets.get(id(pool))
+        return entry[1] if entry is not None and entry[0] is pool else None
+
+
+def _closed(pool: Any) -> bool:
+    for name in ("is_closing", "is_closed"):
+        check = getattr(pool, name, None)
+        if callable(check):
+            try:
+                return bool(check())
+            except Exception:
+                return False
+    return False
+
+
+def _remember(pool: Any, target: _Target) -> None:
+    try:
+        _weak_targets[pool] = target
+    except TypeError:
+        for key, (held, _) in list(_strong_targets.items()):
+            if _closed(held):
+                del _strong_targets[key]
+        if len(_strong_targets) > 1_000:
+            _strong_targets.clear()
+        _strong_targets[id(pool)] = (pool, target)
+
+
+async def _target(pool: Any) -> _Target:
+    """The database and schema search path ``pool`` runs against (resolved once).
+
+    Two tenants (a database or a schema each) may run the same text with the same
+    arguments: the key must tell their rows apart.
+    """
+    target = _lookup(pool)
+    if target is None:
+        row = await pool.fetchrow(
+            f"{MARKER} SELECT current_database() AS database, current_schemas(true) AS schemas"
+        )
+        key = json.dumps([row["database"], list(row["schemas"])], ensure_ascii=True)
+        target = _lookup(pool) or _Target(key)
+        _remember(pool, target)
+    return target
+
+
+# -- the cache key ------------------------------------------------------------------------
+
+
+def _canonical(value: Any) -> Any:
+    """A JSON-ready, type-tagged form of a bind argument: equal only for equal arguments.
+
+    Floats keep their repr (``inf``, ``-inf``, ``nan``, ``-0.0`` stay apart), integers of
+    any size are written in hex, decimals as text, dates as ISO 8601, bytes as hex.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return ["bool", value]
+    if isinstance(value, int):
+        return ["int", hex(value)]
+    if isinstance(value, float):
+        return ["float", float.__repr__(value)]
+    if isinstance(value, Decimal):
+        return ["decimal", str(value)]
+    if isinstance(value, str):
+        return ["str", str.__str__(value)]
+    if isinstance(value, bytes | bytearray | memoryview):
+        return ["bytes", bytes(value).hex()]
+    if isinstance(value, datetime.datetime):
+        return ["datetime", value.isoformat()]
+    if isinstance(value, datetime.date):
+        return ["date", value.isoformat()]
+    if isinstance(value, datetime.time):
+        return ["time", value.isoformat()]
+    if isinstance(value, datetime.timedelta):
+        return ["timedelta", value.days, value.seconds, value.microseconds]
+    if isinstance(value, uuid.UUID):
+        return ["uuid", str(value)]
+    if isinstance(value, list | tuple):
+        return [type(value).__name__, [_canonical(v) for v in value]]
+    if isinstance(value, dict):
+        items = [[_canonical(k), _canonical(v)] for k, v in value.items()]
+        return ["dict", sorted(items, key=_dumps)]
+    if isinstance(value, set | frozenset):
+        return ["set", sorted((_canonical(v) for v in value), key=_dumps)]
+    kind = type(value)
+    return [f"{kind.__module__}.{kind.__qualname__}", repr(value)]
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+
+
+def _key(target: str, sql: str, args: Sequence[Any]) -> str:
+    payload = _dumps([target, sql, [_canonical(a) for a in args]])
+    return _KEY_PREFIX + hashlib.sha256(payload.encode("ascii")).hexdigest()
 
 
 _RESOLVE = f"""{MARKER}
@@ -74,26 +200,44 @@ FROM rel JOIN pg_class c ON c.oid = rel.oid JOIN pg_namespace n ON n.oid = c.rel
 WHERE c.relkind IN ('r', 'p', 'm', 'f')"""
 
 
-async def _tags(pool: Any, sql: str) -> tuple[str, ...]:
-    key = (id(pool), sql)
-    cached = _tags_cache.get(key)
+async def _tags(pool: Any, target: _Target, sql: str) -> tuple[str, ...]:
+    cached = target.tags.get(sql)
     if cached is not None:
         return cached
     try:
+        reason = uncacheable_reason(sql)
         parsed = parse_statement(sql)
     except ValueError as exc:
         raise ConfigurationError(f"cached_fetch: {exc}") from exc
-    if parsed.kind != "select":
-        raise ConfigurationError("cached_fetch caches SELECT statements only")
+    if reason is not None:
+        raise ConfigurationError(
+            f"cached_fetch caches plain SELECT statements only, and {reason}: "
+            "serving it from the cache would skip its side effects"
+        )
     names = [
         qualified(t.schema, t.name) if t.schema else quote_ident(t.name) for t in parsed.tables
     ]
     rows = await pool.fetch(_RESOLVE, names) if names else []
     tags = tuple(sorted({table_tag(r["database"], r["schema"], r["table"]) for r in rows}))
-    if len(_tags_cache) > 10_000:
-        _tags_cache.clear()
-    _tags_cache[key] = tags
+    if len(target.tags) > 10_000:
+        target.tags.clear()
+    target.tags[sql] = tags
     return tags
+
+
+class _Load:
+    """A running load: the invalidation state it started in, and when it is done."""
+
+    __slots__ = ("done", "state")
+
+    def __init__(self, state: _State) -> None:
+        self.state = state
+        self.done = asyncio.Event()
+
+
+# Running loads by (id(cache), key): a caller that arrives after a change was notified must
+# not join a load that started before it (its rows may predate the change).
+_loads: dict[tuple[int, str], set[_Load]] = {}
 
 
 async def cached_fetch(
@@ -109,6 +253,9 @@ async def cached_fetch(
     Rows are returned as dicts (column name to value): asyncpg records cannot be stored in
     a remote cache, and a dict reads the same (``row["id"]``) from every tier.
 
+    The key is the database and schema search path the pool runs against (resolved once
+    per pool or connection), the statement text and the type-tagged arguments.
+
     Args:
         pool: An asyncpg pool (or connection) to run the query on.
         sql: The SELECT statement.
@@ -121,22 +268,48 @@ async def cached_fetch(
         The rows.
 
     Raises:
-        ConfigurationError: The statement is not a single SELECT.
+        ConfigurationError: The statement is not a single plain SELECT (a data-modifying
+            WITH, ``SELECT ... INTO`` and ``FOR UPDATE``/``FOR SHARE`` are refused).
     """
     cache = cache if cache is not None else get_default_cache()
-    tags = await _tags(pool, sql)
-    invalidation = _active.get(id(cache))
-    before = invalidation.generation(tags) if invalidation is not None else 0
+    target = await _target(pool)
+    tags = await _tags(pool, target, sql)
+    key = _key(target.key, sql, args)
+    flight_key = (id(cache), key)
+    if lock is not None:
+        # Do not join a load that started before a change this caller already knows of:
+        # wait for it to end (it will not be stored) and load afresh.
+        while True:
+            now = _state(cache, tags)
+            stale = [load for load in _loads.get(flight_key, ()) if load.state != now]
+            if not stale:
+                break
+            await stale[0].done.wait()
+
+    started: list[_State] = []
 
     async def load() -> list[dict[str, Any]]:
-        return [dict(record) for record in await pool.fetch(sql, *args)]
+        running = _Load(_state(cache, tags))
+        started.append(running.state)
+        _loads.setdefault(flight_key, set()).add(running)
+        try:
+            return [dict(record) for record in await pool.fetch(sql, *args)]
+        finally:
+            loads = _loads.get(flight_key)
+            if loads is not None:
+                loads.discard(running)
+                if not loads:
+                    del _loads[flight_key]
+            running.done.set()
 
     def unchanged(_: object) -> bool:
-        # A table changed while we were loading: hand the rows out, don't keep them.
-        return invalidation is None or invalidation.generation(tags) == before
+        # A table changed while we were loading, or a listener is disconnected: hand the
+        # rows out, don't keep them.
+        before = started[-1] if started else None
+        return before is not None and _state(cache, tags) == before
 
     rows: list[dict[str, Any]] = await cache.get_or_set(
-        _key(sql, args), load, ttl=ttl, tags=tags, lock=lock, store_if=unchanged
+        key, load, ttl=ttl, tags=tags, lock=lock, store_if=unchanged
     )
     return rows
 
@@ -147,17 +320,53 @@ class TableInvalidation:
     Create it with :func:`setup_invalidation`; close it with :meth:`aclose` (or
     ``async with``). The triggers stay installed (they cost one NOTIFY per writing
     statement) until :meth:`uninstall`.
+
+    When the listening connection is lost, it reconnects (after ``reconnect_delay``
+    seconds, doubling up to ``max_reconnect_delay``, until :meth:`aclose`). While it is
+    disconnected, :func:`cached_fetch` stores nothing in its cache; on the loss and again
+    once listening resumes, the entries of the tables it watches (its ``pg-table:`` tags)
+    are invalidated. Other entries of the cache are left alone.
     """
 
-    def __init__(self, cache: Cache, *, channel: str = CHANNEL) -> None:
+    _serials = itertools.count(1)
+
+    def __init__(
+        self,
+        cache: Cache,
+        *,
+        channel: str = CHANNEL,
+        reconnect_delay: float = 0.1,
+        max_reconnect_delay: float = 10.0,
+    ) -> None:
+        if not 0 < reconnect_delay <= max_reconnect_delay:
+            raise ConfigurationError(
+                "need 0 < reconnect_delay <= max_reconnect_delay, got "
+                f"{reconnect_delay} and {max_reconnect_delay}"
+            )
         self.cache = cache
         self.channel = channel
+        self.reconnect_delay = reconnect_delay
+        self.max_reconnect_delay = max_reconnect_delay
         self.notifications = 0
+        self.reconnects = 0
+        #: The tags of the tables this invalidation watches (installed or notified).
+        self.tags: set[str] = set()
+        self.serial = next(self._serials)
         self._generations: dict[str, int] = {}
         self._conn: Any = None
+        self._on_lost: Any = None
         self._pool: Any = None
+        self._dsn: str | None = None
         self._database = ""
+        self._connected = False
+        self._closed = False
+        self._reconnecting: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[Any]] = set()
+
+    @property
+    def connected(self) -> bool:
+        """Whether the listener is connected (and so sees every change)."""
+        return self._connected
 
     def generation(self, tags: Iterable[str]) -> int:
         """Return a number that grows whenever one of ``tags``' tables changes."""
@@ -194,6 +403,7 @@ class TableInvalidation:
                     f"FOR EACH STATEMENT EXECUTE FUNCTION {function}({quote_literal(self.channel)})"
                 )
                 installed.append(table_tag(database, schema, table))
+        self.tags.update(installed)
         return installed
 
     async def uninstall(self, conn: Any, tables: Iterable[str]) -> None:
@@ -216,37 +426,105 @@ class TableInvalidation:
 
     async def start(self, pool: Any, *, dsn: str | None = None) -> None:
         """Start listening: on its own connection from ``dsn``, or one held from ``pool``."""
-        asyncpg = require_asyncpg()
         if dsn is not None:
-            self._conn = await asyncpg.connect(dsn)
+            self._dsn = dsn
         else:
             self._pool = pool
-            self._conn = await pool.acquire()
-        self._database = await self._conn.fetchval(f"{MARKER} SELECT current_database()")
-        await self._conn.add_listener(self.channel, self._notified)
-        self._conn.add_termination_listener(self._lost)
-        _active[id(self.cache)] = self
+        self._closed = False
+        await self._connect()
+        self._connected = True
+        _active.setdefault(id(self.cache), []).append(self)
+
+    async def _connect(self) -> None:
+        asyncpg = require_asyncpg()
+        conn = await (asyncpg.connect(self._dsn) if self._dsn is not None else self._pool.acquire())
+
+        def on_lost(_conn: Any) -> None:
+            self._lost(conn)
+
+        try:
+            database = await conn.fetchval(f"{MARKER} SELECT current_database()")
+            await conn.add_listener(self.channel, self._notified)
+            conn.add_termination_listener(on_lost)
+        except BaseException:
+            await self._discard(conn, None)
+            raise
+        self._conn, self._on_lost, self._database = conn, on_lost, database
+
+    async def _discard(self, conn: Any, on_lost: Any) -> None:
+        """Stop listening on ``conn`` and give it back (closed connections too)."""
+        try:
+            if on_lost is not None:
+                conn.remove_termination_listener(on_lost)
+            if not conn.is_closed():
+                await conn.remove_listener(self.channel, self._notified)
+        except Exception as exc:
+            logger.debug("asyncperf.db: removing the listener failed: %r", exc)
+        try:
+            if self._pool is not None:
+                await self._pool.release(conn)
+            else:
+                await conn.close()
+        except Exception as exc:
+            logger.debug("asyncperf.db: releasing the listener's connection failed: %r", exc)
 
     def _bump(self, tag: str) -> None:
         self._generations[tag] = self._generations.get(tag, 0) + 1
 
-    def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
-        self.notifications += 1
-        tag = f"pg-table:{payload}"
-        self._bump(tag)
-        task = asyncio.get_running_loop().create_task(self.cache.invalidate_tags(tag))
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    def _lost(self, _conn: Any) -> None:
-        # Notifications may have been missed: nothing cached through this listener can be
-        # trusted any more.
-        logger.warning("asyncperf.db: invalidation listener lost its connection; cache cleared")
+    def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        self.notifications += 1
+        tag = f"{_TABLE_TAG_PREFIX}{payload}"
+        self.tags.add(tag)
+        self._bump(tag)
+        self._spawn(self.cache.invalidate_tags(tag))
+
+    def _lost(self, conn: Any) -> None:
+        if self._closed or conn is not self._conn:
+            return
+        # Notifications may be missed until we listen again: store nothing meanwhile, and
+        # drop what this listener vouched for (only its own tables' entries).
+        logger.warning(
+            "asyncperf.db: invalidation listener lost its connection; reconnecting, "
+            "nothing is cached meanwhile"
+        )
+        self._connected = False
         self._bump("*")
-        _active.pop(id(self.cache), None)
-        task = asyncio.get_running_loop().create_task(self.cache.clear())
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        self._conn = self._on_lost = None
+        self._spawn(self._invalidate_watched())
+        self._reconnecting = asyncio.get_running_loop().create_task(self._reconnect(conn))
+
+    async def _invalidate_watched(self) -> None:
+        if self.tags:
+            await self.cache.invalidate_tags(*sorted(self.tags))
+
+    async def _reconnect(self, old: Any) -> None:
+        await self._discard(old, None)
+        delay = self.reconnect_delay
+        while not self._closed:
+            await asyncio.sleep(delay)
+            try:
+                await self._connect()
+            except Exception as exc:
+                delay = min(delay * 2, self.max_reconnect_delay)
+                logger.warning(
+                    "asyncperf.db: invalidation listener could not reconnect (%r); "
+                    "next try in %.1f s",
+                    exc,
+                    delay,
+                )
+                continue
+            # Listening again: whatever changed while we were away is dropped now.
+            await self._invalidate_watched()
+            self.reconnects += 1
+            self._bump("*")
+            self._connected = True
+            logger.info("asyncperf.db: invalidation listener reconnected")
+            return
 
     async def wait_idle(self) -> None:
         """Wait until the invalidations already notified have reached the cache."""
@@ -255,16 +533,24 @@ class TableInvalidation:
 
     async def aclose(self) -> None:
         """Stop listening and release the listener's connection (triggers stay)."""
-        if _active.get(id(self.cache)) is self:
-            del _active[id(self.cache)]
+        self._closed = True
+        self._connected = False
+        registered = _active.get(id(self.cache), [])
+        if self in registered:
+            registered.remove(self)
+        if not registered:
+            _active.pop(id(self.cache), None)
+        task, self._reconnecting = self._reconnecting, None
+        if task is not None and not task.done():
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
         conn, self._conn = self._conn, None
+        on_lost, self._on_lost = self._on_lost, None
         if conn is not None:
-            conn.remove_termination_listener(self._lost)
-            await conn.remove_listener(self.channel, self._notified)
-            if self._pool is not None:
-                await self._pool.release(conn)
-            else:
-                await conn.close()
+            await self._discard(conn, on_lost)
         await self.wait_idle()
 
     async def __aenter__(self) -> TableInvalidation:
@@ -281,11 +567,14 @@ async def setup_invalidation(
     *,
     dsn: str | None = None,
     channel: str = CHANNEL,
+    reconnect_delay: float = 0.1,
+    max_reconnect_delay: float = 10.0,
 ) -> TableInvalidation:
     """Install notify triggers on ``tables`` and start listening for their changes.
 
     This is the explicit setup step of table invalidation: it runs DDL (``CREATE
-    FUNCTION``, ``CREATE TRIGGER``), so it needs the right to alter those tables.
+    FUNCTION``, ``CREATE TRIGGER``), so it needs the right to alter those tables. Several
+    invalidations may serve one cache; :func:`cached_fetch` consults all of them.
 
     Args:
         pool: The asyncpg pool the cached queries run on.
@@ -294,11 +583,19 @@ async def setup_invalidation(
         dsn: Listen on a connection of its own to this DSN (default: hold one of the
             pool's connections while listening).
         channel: The NOTIFY channel.
+        reconnect_delay: Seconds before the first reconnect after the listening
+            connection is lost (doubling after each failure).
+        max_reconnect_delay: The longest wait between reconnect attempts.
 
     Returns:
         The running invalidation; ``aclose()`` it when done.
     """
-    invalidation = TableInvalidation(cache, channel=channel)
+    invalidation = TableInvalidation(
+        cache,
+        channel=channel,
+        reconnect_delay=reconnect_delay,
+        max_reconnect_delay=max_reconnect_delay,
+    )
     await invalidation.install(pool, tables)
     await invalidation.start(pool, dsn=dsn)
     return invalidation

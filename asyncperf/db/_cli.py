@@ -1,7 +1,8 @@
 """``asyncperf db report postgresql://...``: slow queries, findings, index advice, health.
 
-Read-only unless ``--apply-indexes`` is given: then the suggested indexes are created with
-``CREATE INDEX CONCURRENTLY`` (which does not block writes) under a lock timeout.
+Read-only unless ``--apply-indexes`` is given: then the suggested indexes (named
+``asyncperf_<table>_<columns>_idx``) are created with ``CREATE INDEX CONCURRENTLY IF NOT
+EXISTS`` (which does not block writes) under a lock timeout.
 """
 
 from __future__ import annotations
@@ -99,29 +100,72 @@ async def _report(args: argparse.Namespace, out: TextIO) -> int:
     else:
         out.write(format_report(report))
         for item in applied:
-            status = "created" if item["ok"] else f"FAILED: {item['error']}"
+            if not item["ok"]:
+                status = f"FAILED: {item['error']}"
+            else:
+                status = "created" if item["created"] else "already exists"
             out.write(f"  {status}: {item['statement']}\n")
     return 0 if all(item["ok"] for item in applied) else 1
 
 
 async def _apply(conn: Any, report: DatabaseReport, lock_timeout: float) -> list[dict[str, Any]]:
-    results = []
+    """Create the suggested indexes; never drop an index this run did not start building.
+
+    The statements are ``CREATE INDEX CONCURRENTLY IF NOT EXISTS`` on asyncperf's own
+    names (``asyncperf_...``), so an existing index of that name is left as it is. After a
+    failure, the index is dropped only when the error is not a name clash and the index
+    now exists invalid: the leftover of our own failed concurrent build.
+    """
+    asyncpg = require_asyncpg()
+    results: list[dict[str, Any]] = []
     millis = max(1, int(lock_timeout * 1000))
     await conn.execute(f"{MARKER} SET lock_timeout = {millis}")
-    for suggestion in report.index_advice.suggestions:
-        try:
-            await conn.execute(f"{MARKER} {suggestion.statement}")
-        except Exception as exc:
-            # A failed concurrent build leaves an invalid index behind: remove it.
-            await conn.execute(
-                f"{MARKER} DROP INDEX CONCURRENTLY IF EXISTS "
-                f"{qualified(suggestion.schema, suggestion.name)}"
-            )
-            results.append({"statement": suggestion.statement, "ok": False, "error": str(exc)})
-        else:
-            results.append({"statement": suggestion.statement, "ok": True, "error": None})
-    await conn.execute(f"{MARKER} RESET lock_timeout")
+    try:
+        for suggestion in report.index_advice.suggestions:
+            target = qualified(suggestion.schema, suggestion.name)
+            result: dict[str, Any] = {
+                "statement": suggestion.statement,
+                "ok": True,
+                "created": False,
+                "error": None,
+            }
+            results.append(result)
+            before = await _index_state(conn, target)
+            if before is not None:
+                if not before:
+                    result["ok"] = False
+                    result["error"] = f"index {target} exists but is invalid; not touched"
+                continue  # already there: IF NOT EXISTS would do nothing
+            try:
+                await conn.execute(f"{MARKER} {suggestion.statement}")
+            except Exception as exc:
+                result["ok"] = False
+                result["error"] = str(exc)
+                # A name clash (incl. a concurrent creator's unique violation in the
+                # catalog) means the index there is not ours.
+                duplicate = isinstance(
+                    exc, asyncpg.DuplicateTableError | asyncpg.DuplicateObjectError
+                ) or (
+                    isinstance(exc, asyncpg.UniqueViolationError)
+                    and getattr(exc, "constraint_name", None) == "pg_class_relname_nsp_index"
+                )
+                if not duplicate and await _index_state(conn, target) is False:
+                    # Our own failed concurrent build left an invalid index behind.
+                    await conn.execute(f"{MARKER} DROP INDEX CONCURRENTLY IF EXISTS {target}")
+            else:
+                result["created"] = True
+    finally:
+        await conn.execute(f"{MARKER} RESET lock_timeout")
     return results
+
+
+async def _index_state(conn: Any, target: str) -> bool | None:
+    """``None``: no index of that name; else whether it is valid."""
+    valid = await conn.fetchval(
+        f"{MARKER} SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass($1)",
+        target,
+    )
+    return None if valid is None else bool(valid)
 
 
 def _short(text: str, width: int = 90) -> str:

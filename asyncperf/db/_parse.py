@@ -12,7 +12,13 @@ from typing import Any
 
 from ._deps import require_pglast
 
-__all__ = ["ColumnUse", "ParsedStatement", "TableRef", "parse_statement"]
+__all__ = [
+    "ColumnUse",
+    "ParsedStatement",
+    "TableRef",
+    "parse_statement",
+    "uncacheable_reason",
+]
 
 _KINDS = {
     "SelectStmt": "select",
@@ -115,6 +121,64 @@ class _Collector:
             if slot == "withClause":
                 continue
             self.walk(getattr(node, slot, None), roles.get(slot), ctes)
+
+
+_WRITES = {
+    "InsertStmt": "INSERT",
+    "UpdateStmt": "UPDATE",
+    "DeleteStmt": "DELETE",
+    "MergeStmt": "MERGE",
+}
+
+
+def _side_effect(node: Any) -> str | None:
+    ast = require_pglast().ast
+    if isinstance(node, list | tuple):
+        for item in node:
+            reason = _side_effect(item)
+            if reason is not None:
+                return reason
+        return None
+    if not isinstance(node, ast.Node):
+        return None
+    kind = type(node).__name__
+    if kind in _WRITES:
+        return f"it contains a data-modifying {_WRITES[kind]} (in a WITH clause)"
+    if kind == "SelectStmt":
+        if node.intoClause is not None:
+            return "SELECT ... INTO creates a table"
+        if node.lockingClause:
+            return "it takes row locks (FOR UPDATE/SHARE)"
+    for slot in type(node).__slots__:
+        reason = _side_effect(getattr(node, slot, None))
+        if reason is not None:
+            return reason
+    return None
+
+
+def uncacheable_reason(sql: str) -> str | None:
+    """Return why the result of ``sql`` must not be cached, or ``None`` when it may be.
+
+    Only a plain SELECT may be cached: not another kind of statement, not one with a
+    data-modifying statement anywhere in its tree (``WITH d AS (DELETE ... RETURNING ...)
+    SELECT ...``), not ``SELECT ... INTO`` and not one with a locking clause
+    (``FOR UPDATE``/``FOR SHARE``), since serving those from a cache would skip their
+    side effects.
+
+    Raises:
+        ValueError: The text does not parse, or holds more or fewer than one statement.
+    """
+    pglast = require_pglast()
+    try:
+        parsed = pglast.parse_sql(sql)
+    except pglast.parser.ParseError as exc:
+        raise ValueError(f"could not parse: {exc}") from exc
+    if len(parsed) != 1:
+        raise ValueError(f"expected one statement, found {len(parsed)}")
+    stmt = parsed[0].stmt
+    if type(stmt).__name__ != "SelectStmt":
+        return f"it is not a SELECT ({type(stmt).__name__})"
+    return _side_effect(stmt)
 
 
 def parse_statement(sql: str) -> ParsedStatement:

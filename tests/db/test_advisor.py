@@ -218,3 +218,46 @@ async def test_applying_the_advice_makes_the_slow_statements_faster(
         )
     assert cost_factor > 1
     assert time_factor > 1
+
+
+async def test_rollback_fallback_bounds_each_build_with_a_statement_timeout(
+    pool: Any, scratch_schema: str
+) -> None:
+    s = quote_ident(scratch_schema)
+    await pool.execute(
+        f"CREATE TABLE {s}.big (id int, code int NOT NULL);"
+        f"INSERT INTO {s}.big SELECT g, (g::bigint * 7919 % 1000003)::int "
+        "FROM generate_series(1, 300000) g;"
+        f"ANALYZE {s}.big"
+    )
+    query = f"SELECT id FROM {s}.big WHERE code = $1"
+    # the builds run under a statement_timeout (5 s by default)
+    seen: list[str] = []
+
+    class Spy(asyncpg.Connection):  # type: ignore[misc]
+        async def execute(self, query: str, *args: Any, **kwargs: Any) -> Any:
+            if "CREATE INDEX" in query:
+                seen.append(await self.fetchval("SHOW statement_timeout"))
+            return await super().execute(query, *args, **kwargs)
+
+    spied = await asyncpg.create_pool(DSN, min_size=1, max_size=1, connection_class=Spy)
+    try:
+        advice = await QueryAnalyzer(spied).recommend_indexes([query], use_hypopg=False)
+    finally:
+        await spied.close()
+    assert seen
+    assert set(seen) == {"5s"}
+    assert [x.columns for x in advice] == [("code",)]  # builds well within 5 s
+    # a build that runs longer than the timeout is cancelled: the writers' wait is bounded
+    bounded = await QueryAnalyzer(pool).recommend_indexes(
+        [query], use_hypopg=False, fallback_statement_timeout=0.01
+    )
+    assert not bounded.suggestions
+    assert bounded.statements[0].reason.startswith("need 50% cost savings")
+    assert "statement_timeout" in bounded.notes[0]
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SHOW statement_timeout") == "0"
+    with pytest.raises(ConfigurationError):
+        await QueryAnalyzer(pool).recommend_indexes(
+            [query], use_hypopg=False, fallback_statement_timeout=0
+        )
