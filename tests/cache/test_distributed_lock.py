@@ -9,15 +9,13 @@ import signal
 import subprocess
 import sys
 import textwrap
-import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as redis_asyncio
 
 from asyncperf import Cache, MemoryStore, RedisStore
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
+from .conftest import REDIS_URL
 
 pytestmark = pytest.mark.redis
 
@@ -25,26 +23,6 @@ pytestmark = pytest.mark.redis
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"lock-{uuid.uuid4().hex[:10]}:"
-
-
-@pytest.fixture
-async def raw(prefix: str) -> AsyncIterator[redis_asyncio.Redis]:
-    client = redis_asyncio.Redis.from_url(REDIS_URL)
-    try:
-        await client.ping()
-    except Exception as exc:
-        pytest.fail(f"Redis is not answering on {REDIS_URL}: {exc!r} (run `make services`)")
-    yield client
-    keys = [key async for key in client.scan_iter(match=prefix[:-1] + "*")]
-    keys += [key async for key in client.scan_iter(match="counter-" + prefix + "*")]
-    if keys:
-        await client.unlink(*keys)
-    await client.aclose()
 
 
 WORKER = textwrap.dedent(

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as redis_asyncio
@@ -22,8 +20,8 @@ from asyncperf import (
 from asyncperf.cache import CircuitBreaker, FallbackStore, TieredStore
 
 from ..conftest import FakeClock
+from .conftest import REDIS_URL
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 DEAD_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1: refused at once
 MISSING = object()
 
@@ -33,25 +31,6 @@ pytestmark = pytest.mark.redis
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"paths-{uuid.uuid4().hex[:10]}:"
-
-
-@pytest.fixture
-async def raw(prefix: str) -> AsyncIterator[redis_asyncio.Redis]:
-    client = redis_asyncio.Redis.from_url(REDIS_URL)
-    try:
-        await client.ping()
-    except Exception as exc:
-        pytest.fail(f"Redis is not answering on {REDIS_URL}: {exc!r} (run `make services`)")
-    yield client
-    keys = [key async for key in client.scan_iter(match=prefix[:-1] + "*")]
-    if keys:
-        await client.unlink(*keys)
-    await client.aclose()
 
 
 # -- breaker -------------------------------------------------------------------------------
