@@ -10,10 +10,12 @@ import asyncperf.cache
 import asyncperf.db
 import asyncperf.http
 import asyncperf.llm
+import asyncperf.monitor
 
 
 def test_all_is_sorted_and_complete() -> None:
-    for module in (asyncperf, asyncperf.cache, asyncperf.http, asyncperf.llm, asyncperf.db):
+    modules = (asyncperf, asyncperf.cache, asyncperf.http, asyncperf.llm, asyncperf.db)
+    for module in (*modules, asyncperf.monitor):
         names = [name for name in module.__all__ if name != "__version__"]
         assert names == sorted(names, key=lambda n: (not n.isupper(), n)), module.__name__
         for name in module.__all__:

@@ -1,0 +1,205 @@
+"""Monitoring overhead: timing middleware per request, and a histogram observe.
+
+Groups:
+
+- ``monitor-asgi``: a trivial Starlette route driven by calling the ASGI app directly
+  (no client: the strictest view of the middleware's own cost). Variants: the bare app
+  (floor), asyncperf ``TimingMiddleware``, prometheus-fastapi-instrumentator 8 and
+  starlette-exporter, each at its defaults.
+- ``monitor-httpx``: the same apps through ``httpx.ASGITransport`` (what the issue names).
+- ``monitor-observe``: one histogram observation with three labels resolved once
+  (prometheus_client's cached child is the floor), resolved on every call, and without
+  labels.
+
+Targets (reported, never asserted): the middleware at most 1.3x the bare app; less
+overhead than both peers; asyncperf's observe cheaper than prometheus_client's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client import Histogram as PromHistogram
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from asyncperf.monitor import Histogram, PerformanceMonitor
+from bench._data import QUICK
+from bench.conftest import REPORT, AsyncBench
+
+HTTPX_OPS = 200 if QUICK else 3_000
+
+
+async def item(request: Request) -> PlainTextResponse:
+    return PlainTextResponse("ok")
+
+
+def bare_app() -> Starlette:
+    return Starlette(routes=[Route("/items/{item_id}", item)])
+
+
+def asyncperf_app() -> tuple[Starlette, PerformanceMonitor]:
+    monitor = PerformanceMonitor()
+    app = bare_app()
+    app.add_middleware(monitor.asgi_middleware)
+    return app, monitor
+
+
+def instrumentator_app() -> Starlette:
+    from prometheus_fastapi_instrumentator import Instrumentator
+
+    app = bare_app()
+    Instrumentator(registry=CollectorRegistry()).instrument(app)
+    return app
+
+
+def exporter_app() -> Starlette:
+    from starlette_exporter import PrometheusMiddleware
+
+    app = bare_app()
+    app.add_middleware(PrometheusMiddleware, app_name="bench", prefix=f"bench{id(app)}")
+    return app
+
+
+VARIANTS = ["bare", "asyncperf", "instrumentator", "starlette-exporter"]
+
+
+def build(variant: str) -> tuple[Any, PerformanceMonitor | None]:
+    if variant == "bare":
+        return bare_app(), None
+    if variant == "asyncperf":
+        return asyncperf_app()
+    if variant == "instrumentator":
+        return instrumentator_app(), None
+    return exporter_app(), None
+
+
+def _direct_driver(app: Any) -> Any:
+    request = {"type": "http.request", "body": b"", "more_body": False}
+
+    async def receive() -> dict[str, Any]:
+        return request
+
+    async def send(message: Any) -> None:
+        return None
+
+    async def body(keys: Sequence[str]) -> None:
+        for index in range(len(keys)):
+            scope = {
+                "type": "http",
+                "asgi": {"version": "3.0"},
+                "http_version": "1.1",
+                "method": "GET",
+                "scheme": "http",
+                "path": f"/items/{index % 100}",
+                "raw_path": b"/items/1",
+                "root_path": "",
+                "query_string": b"",
+                "headers": [(b"host", b"bench")],
+                "client": ("127.0.0.1", 1234),
+                "server": ("bench", 80),
+            }
+            await app(scope, receive, send)
+
+    return body
+
+
+def _overhead_notes(group: str) -> None:
+    rows = {r.label: r.value for r in REPORT.results if r.group == group}
+    if "bare" not in rows or "asyncperf" not in rows:
+        return
+    ours = rows["asyncperf"] - rows["bare"]
+    for peer in ("instrumentator", "starlette-exporter"):
+        if peer in rows:
+            theirs = rows[peer] - rows["bare"]
+            verdict = "MET   " if ours < theirs else "MISSED"
+            REPORT.notes.append(
+                f"  {verdict} {group}: asyncperf +{ours / 1000:.2f} µs/req vs {peer} "
+                f"+{theirs / 1000:.2f} µs/req (target: less overhead than the peer)"
+            )
+
+
+@pytest.mark.benchmark(group="monitor-asgi")
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_middleware_direct(abench: AsyncBench, variant: str) -> None:
+    app, monitor = build(variant)
+    abench.measure(_direct_driver(app), label=variant, floor=variant == "bare")
+    if monitor is not None:
+        recorded = monitor.http_duration.labels("GET", "/items/{item_id}", "2xx").count
+        assert recorded > 0
+        abench.target("asyncperf", "max_ratio", 1.3, "<= 1.3x the bare app")
+    if variant == VARIANTS[-1]:
+        _overhead_notes("monitor-asgi")
+
+
+@pytest.mark.benchmark(group="monitor-httpx")
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_middleware_httpx(abench: AsyncBench, variant: str) -> None:
+    app, monitor = build(variant)
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench")
+
+    async def body(keys: Sequence[str]) -> None:
+        for index in range(len(keys)):
+            response = await client.get(f"/items/{index % 100}")
+            assert response.status_code == 200
+
+    try:
+        abench.measure(body, label=variant, floor=variant == "bare", ops=HTTPX_OPS)
+    finally:
+        abench.run(client.aclose())
+    if monitor is not None:
+        assert monitor.http_duration.labels("GET", "/items/{item_id}", "2xx").count > 0
+        abench.target("asyncperf", "max_ratio", 1.3, "<= 1.3x the bare app")
+    if variant == VARIANTS[-1]:
+        _overhead_notes("monitor-httpx")
+
+
+@pytest.mark.benchmark(group="monitor-observe")
+@pytest.mark.parametrize(
+    "variant",
+    [
+        "prometheus_client child",
+        "asyncperf child",
+        "prometheus_client .labels() each call",
+        "asyncperf .labels() each call",
+        "prometheus_client unlabelled",
+        "asyncperf unlabelled",
+    ],
+)
+def test_observe(abench: AsyncBench, variant: str) -> None:
+    labels = ("GET", "/items/{item_id}", "2xx")
+    names = ("method", "route", "status_class")
+    if variant.startswith("prometheus_client"):
+        registry = CollectorRegistry()
+        if "unlabelled" in variant:
+            metric: Any = PromHistogram("bench_seconds", "b", registry=registry)
+        else:
+            metric = PromHistogram("bench_seconds", "b", names, registry=registry)
+    elif "unlabelled" in variant:
+        metric = Histogram("bench_seconds", "b")
+    else:
+        metric = Histogram("bench_seconds", "b", names)
+
+    if "each call" in variant:
+
+        async def body(keys: Sequence[str]) -> None:
+            for _ in keys:
+                metric.labels(*labels).observe(0.0042)
+
+    else:
+        target = metric if "unlabelled" in variant else metric.labels(*labels)
+        observe = target.observe
+
+        async def body(keys: Sequence[str]) -> None:
+            for _ in keys:
+                observe(0.0042)
+
+    abench.measure(body, label=variant, floor=variant == "prometheus_client child")
+    if variant == "asyncperf child":
+        abench.target(variant, "max_ratio", 1.0, "cheaper than prometheus_client's observe")
