@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -93,6 +94,67 @@ def _glob_escape(text: str) -> str:
 
 def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
+
+
+class _Watchdog:
+    """Cancel operations that outlive their deadline, with one timer for all of them.
+
+    ``asyncio.timeout`` costs a timer per call (about 4.5 µs on 3.11, most of it keeping
+    the loop's timer heap ordered); this keeps a dict of in-flight tasks and their
+    deadlines, and a single timer at the nearest one.
+    """
+
+    __slots__ = ("_expired", "_loop", "_tasks", "_timer", "_timer_at")
+
+    def __init__(self) -> None:
+        self._tasks: dict[asyncio.Task[Any], float] = {}
+        self._expired: set[asyncio.Task[Any]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
+
+    def watch(self, task: asyncio.Task[Any], budget: float) -> None:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # a new event loop (asyncio.run again): start over
+            self._loop, self._timer, self._timer_at = loop, None, math.inf
+            self._tasks.clear()
+            self._expired.clear()
+        deadline = loop.time() + budget
+        self._tasks[task] = deadline
+        if deadline < self._timer_at:
+            self._arm(loop, deadline)
+
+    def unwatch(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.pop(task, None)
+
+    def expired(self, task: asyncio.Task[Any]) -> bool:
+        """Whether ``task`` was cancelled for its deadline (and forget it)."""
+        if task in self._expired:
+            self._expired.discard(task)
+            return True
+        return False
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = loop.call_at(when, self._fire)
+        self._timer_at = when
+
+    def _fire(self) -> None:
+        self._timer, self._timer_at = None, math.inf
+        loop = self._loop
+        assert loop is not None
+        now = loop.time()
+        nearest = math.inf
+        for task, deadline in list(self._tasks.items()):
+            if deadline <= now:
+                del self._tasks[task]
+                self._expired.add(task)
+                task.cancel()
+            elif deadline < nearest:
+                nearest = deadline
+        if nearest < math.inf:
+            self._arm(loop, nearest)
 
 
 class _Resubmit(Exception):
@@ -310,6 +372,7 @@ class RedisStore(BaseStore):
         self.cluster = isinstance(self.client, RedisCluster)
         self.origin = uuid.uuid4().hex
         self._limit = asyncio.Semaphore(max_connections)
+        self._watchdog = _Watchdog()
         self._batching = batching
         self._get_batcher: _Batcher[str, bytes | None] = _Batcher(self._flush_gets)
         self._set_batcher: _Batcher[tuple[str, bytes, float | None, tuple[str, ...]], None] = (
@@ -371,19 +434,30 @@ class RedisStore(BaseStore):
     ) -> R:
         if not self.breaker.allow():
             raise BackendUnavailable(f"redis {operation} skipped: the breaker is open")
+        task = asyncio.current_task()
+        assert task is not None
+        watchdog = self._watchdog
+        cancelling = task.cancelling()
+        watchdog.watch(task, budget or self.op_timeout)
         try:
-            async with asyncio.timeout(budget or self.op_timeout):
-                async with self._limit:
-                    result = await command()
-        except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+            async with self._limit:
+                result = await command()
+        except asyncio.CancelledError:
+            if watchdog.expired(task) and task.uncancel() <= cancelling:
+                self.breaker.failure()  # our deadline, not the caller's cancellation
+                raise BackendUnavailable(
+                    f"redis {operation} timed out after {budget or self.op_timeout:g} s"
+                ) from None
             raise
-        except SerializationError:
+        except (KeyboardInterrupt, SystemExit, SerializationError):
             raise
-        except Exception as exc:  # redis errors, OSError, TimeoutError
+        except Exception as exc:  # redis errors, OSError
             self.breaker.failure()
             raise BackendUnavailable(
                 f"redis {operation} failed: {type(exc).__name__}: {exc}"
             ) from exc
+        finally:
+            watchdog.unwatch(task)
         self.breaker.success()
         return result
 

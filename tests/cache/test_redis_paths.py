@@ -301,3 +301,51 @@ def test_fallback_and_tiered_argument_errors() -> None:
         TieredStore(MemoryStore(codec=Codec()), l2)
     with pytest.raises(ConfigurationError, match="l1_ttl"):
         TieredStore(MemoryStore(), l2, l1_ttl=None)  # type: ignore[arg-type]
+
+
+class _HangingClient:
+    """A redis client stand-in whose commands never answer."""
+
+    def register_script(self, script: str) -> None:
+        return None
+
+    async def execute_command(self, *args: object) -> None:
+        await asyncio.sleep(3600)
+
+    async def get(self, key: str) -> bytes:
+        await asyncio.sleep(3600)
+        return b""
+
+
+async def test_the_deadline_turns_a_hang_into_backend_unavailable() -> None:
+    store = RedisStore(_HangingClient(), op_timeout=0.02, failure_threshold=5)
+    for _ in range(2):
+        with pytest.raises(BackendUnavailable, match=r"timed out after 0\.02 s"):
+            await store.get("k")
+    assert store.breaker.statistics().failures == 2
+    assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+
+
+async def test_a_callers_own_cancellation_is_not_a_backend_failure() -> None:
+    store = RedisStore(_HangingClient(), op_timeout=60, failure_threshold=5, batching=False)
+    task = asyncio.ensure_future(store.get("k"))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert store.breaker.statistics().failures == 0
+    # and an outer timeout around a call still works as the caller expects
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.01):
+            await store.get("k")
+    assert store.breaker.statistics().failures == 0
+
+
+async def test_deadlines_of_different_lengths_each_fire_on_time() -> None:
+    store = RedisStore(_HangingClient(), op_timeout=0.05, bulk_timeout=0.02, batching=False)
+    slow = asyncio.ensure_future(store.get("a"))  # 50 ms deadline, armed first
+    fast = asyncio.ensure_future(store._call("bulk", lambda: asyncio.sleep(3600), 0.02))
+    results = await asyncio.gather(slow, fast, return_exceptions=True)
+    assert all(isinstance(result, BackendUnavailable) for result in results)
+    assert "0.02 s" in str(results[1])
+    assert "0.05 s" in str(results[0])
