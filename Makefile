@@ -4,7 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 COV_MIN ?= 92
 
-.PHONY: demo test lint typecheck bench bench-quick docs services ci clean
+.PHONY: demo test lint typecheck bench bench-quick bench-report loadtest loadtest-quick docs \
+	services ci clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +17,10 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[dev,bench]"
 	touch $@
 
 $(VENV)/.installed-docs: pyproject.toml | $(BIN)/python
@@ -50,6 +55,22 @@ bench: $(VENV)/.installed-dev services
 ## bench-quick: every benchmark once, few rounds (CI: keeps them from rotting)
 bench-quick: $(VENV)/.installed-dev services
 	ASYNCPERF_BENCH_QUICK=1 $(BIN)/pytest bench/ --benchmark-only -q -p no:cacheprovider
+
+## loadtest: wrk drives the demo app under uvicorn on loopback (bare, memory cache, Redis cache), 10 s each
+loadtest: $(VENV)/.installed-dev services
+	@command -v wrk >/dev/null || { echo "wrk missing: apt-get install -y wrk" >&2; exit 1; }
+	$(BIN)/python -m bench.loadtest --json bench/results/loadtest.json
+
+## loadtest-quick: the same, 2 s per variant (CI); fails if any request failed
+loadtest-quick: $(VENV)/.installed-dev services
+	@command -v wrk >/dev/null || { echo "wrk missing: apt-get install -y wrk" >&2; exit 1; }
+	$(BIN)/python -m bench.loadtest --quick
+
+## bench-report: full suite + load test, then regenerate docs/benchmarks.md and docs/img/*.png
+bench-report: $(VENV)/.installed-bench services
+	$(BIN)/pytest bench/ --benchmark-only -q -p bench.report --benchmark-json bench/results/latest.json
+	$(BIN)/python -m bench.loadtest --json bench/results/loadtest.json
+	$(BIN)/python -m bench.report bench/results/latest.json --out docs/benchmarks.md --charts docs/img/
 
 ## docs: build the site strictly (broken links and bad references fail)
 docs: $(VENV)/.installed-docs
