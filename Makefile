@@ -12,7 +12,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet -e ".[demo]"
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
@@ -27,7 +27,8 @@ $(VENV)/.installed-docs: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[dev,docs]"
 	touch $@
 
-## demo: the main job: a scripted workload on the in-memory cache, printing what caching saved
+## demo: the main job: a scripted cache workload, then a tour of an in-process Starlette app
+## (response cache, LLM cache, monitor), printing what caching saved; no server needed
 demo: $(VENV)/.installed
 	$(BIN)/asyncperf demo
 

@@ -693,6 +693,10 @@ class ResponseCache:
         fields_map = header_map(fields)
         label = MISS if lookup is not None else BYPASS
         if route is not None and not route.enabled:
+            if lookup is not None and lookup.action == MISS:
+                # Counted as a miss before the route said "not cached": it was a bypass.
+                self._misses -= 1
+                self._bypasses += 1
             lookup, label = None, BYPASS
         app_coding = fields_map.get("content-encoding")
         response_cc = parse_directives(fields_map.get("cache-control"))

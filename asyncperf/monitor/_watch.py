@@ -121,7 +121,15 @@ def statistics_dict(stats: Any) -> dict[str, Any]:
     if stats is None:
         return {}
     if dataclasses.is_dataclass(stats) and not isinstance(stats, type):
-        return {f.name: getattr(stats, f.name) for f in dataclasses.fields(stats)}
+        result = {f.name: getattr(stats, f.name) for f in dataclasses.fields(stats)}
+        # Components that break their figures down (by model, by tenant...) keep the
+        # overall ones in a nested ``total``: those are the series to export.
+        total = result.get("total")
+        if dataclasses.is_dataclass(total) and not isinstance(total, type):
+            del result["total"]
+            for field in dataclasses.fields(total):
+                result.setdefault(field.name, getattr(total, field.name))
+        return result
     to_dict = getattr(stats, "to_dict", None)
     if callable(to_dict):
         result = to_dict()

@@ -336,6 +336,16 @@ async def test_not_stored(serve, route: str) -> None:
     assert responses[1].headers["x-cache"] in ("MISS", "BYPASS")
 
 
+async def test_opted_out_routes_count_as_bypasses_not_misses(serve) -> None:
+    served = serve(default_ttl=60)
+    async with client(served) as http:
+        responses = [await http.get("/opted-out") for _ in range(3)]
+    assert [r.headers["x-cache"] for r in responses] == ["BYPASS"] * 3
+    stats = served.rc.statistics()
+    assert stats.bypasses == 3
+    assert stats.misses == 0
+
+
 async def test_default_ttl_does_not_change_cache_control_downstream(serve) -> None:
     served = serve(default_ttl=60)
     async with client(served) as http:

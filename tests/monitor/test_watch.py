@@ -100,3 +100,24 @@ async def test_generic_components_and_the_metrics_protocol() -> None:
     components = monitor.snapshot()["components"]
     assert components[0]["statistics"]["bytes_saved"] == 4096
     assert components[2] == {"kind": "llm_cache", "name": "chat", "statistics": {"calls": 4}}
+
+
+def test_a_nested_total_is_exported_at_the_top_level() -> None:
+    import dataclasses
+
+    from asyncperf.monitor._watch import statistics_dict
+
+    @dataclasses.dataclass(frozen=True)
+    class Totals:
+        requests: int
+        exact_hits: int
+
+    @dataclasses.dataclass(frozen=True)
+    class Stats:
+        total: Totals
+        by_model: dict[str, Totals]
+
+    flat = statistics_dict(Stats(Totals(5, 3), {"m": Totals(5, 3)}))
+    assert flat["requests"] == 5
+    assert flat["exact_hits"] == 3
+    assert "total" not in flat
