@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import anyio
@@ -45,3 +46,25 @@ async def test_probes_start_and_stop_cleanly() -> None:
         assert monitor.running
         await monitor.stop()
     assert not monitor.running
+
+
+def test_the_lag_probe_and_watchdog_work_on_uvloop() -> None:
+    uvloop = __import__("uvloop")
+
+    async def scenario() -> dict:
+        monitor = PerformanceMonitor(
+            loop_lag_interval=0.01, slow_callback_threshold=0.05, cache_probe_interval=None
+        )
+        async with monitor:
+            await anyio.sleep(0.05)
+            block_the_loop(0.1)
+            while monitor.loop_lag._only().count < 10:
+                await anyio.sleep(0.01)
+            return monitor.snapshot()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        assert isinstance(runner.get_loop(), uvloop.Loop)
+        snapshot = runner.run(scenario())
+    assert snapshot["loop"]["max_recent_seconds"] >= 0.05
+    assert snapshot["loop"]["slow_callbacks"] >= 1
+    assert "block_the_loop" in snapshot["loop"]["recent_slow_callbacks"][0]["location"]
