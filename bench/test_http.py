@@ -201,3 +201,244 @@ def test_zstd_storage_against_gzip_6(abench: AsyncBench, rows: int) -> None:
         abench.record(f"{name} {label} ratio", ratio, "x")
         abench.record(f"{name} {label} compress", compress, "MB/s")
         abench.record(f"{name} {label} decompress", decompress, "MB/s")
+
+
+# ------------------------------------------------ 304 and transcoding, against Starlette GZip
+#
+# Two more round-robin groups, through the same sequential ``httpx.ASGITransport`` requests.
+# The peer is Starlette's own ``GZipMiddleware`` on the bare app, at its defaults
+# (``minimum_size=500``, ``compresslevel=9``): what users would otherwise put in front of
+# the app. Responses are read raw (``aiter_raw``), so the client's decoder is not timed;
+# every variant's decoded body is checked against the app's once before timing.
+#
+# http-304: clients with httpx's default Accept-Encoding send ``If-None-Match`` with the
+#     ETag the cache gave them (per coding: zstd here). The bare app (floor) and GZip answer
+#     200 with the full body (they keep no validators); asyncperf answers 304 from the
+#     store. An asyncperf hit without ``If-None-Match`` is the reference.
+# http-transcode-2KB / http-transcode-20KB: entries stored as zstd, clients asking for gzip
+#     or for br only. "first" is a ResponseCache with ``transcode_cache_size=0``, so every
+#     hit decompresses and re-encodes, as the first request for a coding does; "hot" is the
+#     default ResponseCache, whose re-encoding of a hot entry is kept and sent again.
+#     The floor is the bare app (identity body); GZip compresses every response.
+
+
+async def fetch_raw(
+    client: httpx.AsyncClient, path: str, headers: dict[str, str] | None = None
+) -> tuple[int, httpx.Headers, bytes]:
+    """GET ``path``; return the status, headers and body as sent (not decoded)."""
+    response = await client.send(client.build_request("GET", path, headers=headers), stream=True)
+    try:
+        raw = b"".join([chunk async for chunk in response.aiter_raw()])
+    finally:
+        await response.aclose()
+    return response.status_code, response.headers, raw
+
+
+def app_returning(body: bytes) -> Starlette:
+    """The bare app of this file (1 ms handler) returning ``body``."""
+
+    async def handler(request: Request) -> Response:
+        await asyncio.sleep(0.001)
+        return Response(
+            body, media_type="application/json", headers={"cache-control": "max-age=3600"}
+        )
+
+    return Starlette(routes=[Route("/items/{n}", handler)])
+
+
+def gzip_app(body: bytes) -> Starlette:
+    from starlette.middleware.gzip import GZipMiddleware
+
+    app = app_returning(body)
+    app.add_middleware(GZipMiddleware)  # Starlette's defaults, as users run it
+    return app
+
+
+def cached_app_returning(body: bytes, **options: int) -> tuple[Starlette, ResponseCache]:
+    rc = ResponseCache(Cache(MemoryStore(max_entries=100_000)), **options)
+    app = app_returning(body)
+    app.add_middleware(ResponseCacheMiddleware, response_cache=rc)
+    return app, rc
+
+
+def raw_driver(
+    client: httpx.AsyncClient,
+    paths: Callable[[], str],
+    *,
+    status: int,
+    coding: str | None,
+    headers: Callable[[str], dict[str, str] | None] = lambda path: None,
+) -> Callable[[], object]:
+    """``REQUESTS`` sequential GETs, each checked for its status and Content-Encoding."""
+
+    async def run() -> None:
+        for _ in range(REQUESTS):
+            path = paths()
+            got, fields, _raw = await fetch_raw(client, path, headers(path))
+            assert got == status
+            assert fields.get("content-encoding") == coding
+
+    return run
+
+
+async def check_decoded(client: httpx.AsyncClient, path: str, body: bytes, coding: str) -> None:
+    """One request decoded by httpx: the body the app sent, in the expected coding."""
+    response = await client.get(path)
+    assert response.headers.get("content-encoding", "identity") == coding
+    assert response.content == body
+
+
+@pytest.mark.benchmark(group="http-304")
+def test_not_modified_against_the_bare_app_and_gzip(abench: AsyncBench) -> None:
+    bare = client_for(bare_app())
+    peer = client_for(gzip_app(BODY))
+    app, rc = cached_app()
+    cached = client_for(app)  # httpx's default Accept-Encoding: the zstd copy's ETag
+    urls = [f"/items/{i}" for i in range(HOT_URLS)]
+    etags: dict[str, str] = {}
+
+    async def fill() -> None:
+        for url in urls:
+            await cached.get(url)
+            response = await cached.get(url)
+            assert response.headers["x-cache"] == "HIT"
+            assert response.headers["content-encoding"] == "zstd"
+            etags[url] = response.headers["etag"]
+        await check_decoded(peer, urls[0], BODY, "gzip")
+
+    abench.run(fill())
+    hot = itertools.cycle(urls)
+
+    def conditional(path: str) -> dict[str, str]:
+        return {"if-none-match": etags[path]}
+
+    variants = [
+        Variant(
+            "bare app (200, no validators)",
+            raw_driver(bare, hot.__next__, status=200, coding=None, headers=conditional),
+            REQUESTS,
+            floor=True,
+        ),
+        Variant(
+            "starlette GZipMiddleware (200 gzip)",
+            raw_driver(peer, hot.__next__, status=200, coding="gzip", headers=conditional),
+            REQUESTS,
+        ),
+        Variant(
+            "asyncperf 304 (If-None-Match)",
+            raw_driver(cached, hot.__next__, status=304, coding=None, headers=conditional),
+            REQUESTS,
+        ),
+        Variant(
+            "asyncperf hit (200 zstd, reference)",
+            raw_driver(cached, hot.__next__, status=200, coding="zstd"),
+            REQUESTS,
+        ),
+    ]
+    before = rc.statistics().not_modified
+    try:
+        values = round_robin(abench, variants, rounds=CYCLES)
+    finally:
+        for client in (bare, peer, cached):
+            abench.run(client.aclose())
+    stats = rc.statistics()
+    assert stats.misses == HOT_URLS
+    assert stats.not_modified - before == REQUESTS * (CYCLES + 1)  # warm-up cycle included
+    if values:
+        floor = values["bare app (200, no validators)"]
+        not_modified = values["asyncperf 304 (If-None-Match)"]
+        gzipped = values["starlette GZipMiddleware (200 gzip)"]
+        abench.note(
+            f"  http-304: bare {1e9 / floor:,.0f} req/s, GZip {1e9 / gzipped:,.0f} req/s, "
+            f"asyncperf 304 {1e9 / not_modified:,.0f} req/s ({floor / not_modified:.1f}x bare)"
+        )
+
+
+def transcode_variants(body: bytes) -> tuple[list[Variant], list[httpx.AsyncClient], object]:
+    """The variants of one transcoding group, filled and checked; and a final check."""
+    bare_gzip = client_for(app_returning(body), "gzip")
+    peer_gzip = client_for(gzip_app(body), "gzip")
+    first_app, first_rc = cached_app_returning(body, transcode_cache_size=0)
+    hot_app, hot_rc = cached_app_returning(body)
+    clients = {
+        ("first", "gzip"): client_for(first_app, "gzip"),
+        ("first", "br"): client_for(first_app, "br"),
+        ("hot", "gzip"): client_for(hot_app, "gzip"),
+        ("hot", "br"): client_for(hot_app, "br"),
+        ("hot", "zstd"): client_for(hot_app, "zstd"),
+    }
+    return [bare_gzip, peer_gzip, *clients.values()], [first_rc, hot_rc], clients
+
+
+@pytest.mark.parametrize(
+    "size",
+    [
+        pytest.param("2KB", marks=pytest.mark.benchmark(group="http-transcode-2KB")),
+        pytest.param("20KB", marks=pytest.mark.benchmark(group="http-transcode-20KB")),
+    ],
+)
+def test_transcoding_against_the_bare_app_and_gzip(abench: AsyncBench, size: str) -> None:
+    body = BODY if size == "2KB" else page(145)
+    assert size != "20KB" or 19_000 <= len(body) <= 21_000, len(body)
+    all_clients, (first_rc, hot_rc), clients = transcode_variants(body)
+    bare_gzip, peer_gzip = all_clients[0], all_clients[1]
+    urls = [f"/items/{i}" for i in range(HOT_URLS)]
+
+    async def fill() -> None:
+        for _ in range(2):  # store every URL (misses), then one hit per URL and coding
+            for client in clients.values():
+                for url in urls:
+                    assert (await client.get(url)).content == body
+        for (_kind, coding), client in clients.items():
+            await check_decoded(client, urls[0], body, coding)
+        await check_decoded(bare_gzip, urls[0], body, "identity")
+        await check_decoded(peer_gzip, urls[0], body, "gzip")
+
+    abench.run(fill())
+    assert len(first_rc.transcoded) == 0
+    assert len(hot_rc.transcoded) == 2 * HOT_URLS  # gzip and br of every hot URL
+    hot = itertools.cycle(urls)
+    variants = [
+        Variant(
+            "bare app (gzip client, identity sent)",
+            raw_driver(bare_gzip, hot.__next__, status=200, coding=None),
+            REQUESTS,
+            floor=True,
+        ),
+        Variant(
+            "starlette GZipMiddleware (gzip client)",
+            raw_driver(peer_gzip, hot.__next__, status=200, coding="gzip"),
+            REQUESTS,
+        ),
+    ]
+    for (kind, coding), client in clients.items():
+        label = {
+            "first": f"asyncperf hit {coding}, first (zstd -> {coding})",
+            "hot": f"asyncperf hit {coding}, hot (kept {coding} copy)",
+        }[kind]
+        if coding == "zstd":
+            label = "asyncperf hit zstd (as stored, reference)"
+        variants.append(
+            Variant(label, raw_driver(client, hot.__next__, status=200, coding=coding), REQUESTS)
+        )
+    try:
+        values = round_robin(abench, variants, rounds=CYCLES)
+    finally:
+        for client in all_clients:
+            abench.run(client.aclose())
+    for rc in (first_rc, hot_rc):
+        stats = rc.statistics()
+        assert stats.misses == HOT_URLS
+        assert stats.hits > 0
+        assert stats.bytes_saved > 0
+    assert len(first_rc.transcoded) == 0
+    abench.benchmark.extra_info["body_bytes"] = len(body)
+    if values:
+        gzipped = values["starlette GZipMiddleware (gzip client)"]
+        first = values["asyncperf hit gzip, first (zstd -> gzip)"]
+        kept = values["asyncperf hit gzip, hot (kept gzip copy)"]
+        abench.note(
+            f"  http-transcode-{size}: GZip {1e9 / gzipped:,.0f} req/s; asyncperf gzip first "
+            f"{1e9 / first:,.0f} req/s ({gzipped / first:.1f}x), hot {1e9 / kept:,.0f} req/s "
+            f"({gzipped / kept:.1f}x)"
+        )
