@@ -708,27 +708,8 @@ class ResponseCache:
         date = parse_http_date(fields_map.get("date"))
         plan: Plan | None = None
         if lookup is not None and len(body) <= self.max_body_size:
-            plan = plan_storage(
-                status=status,
-                request_headers=request.headers,
-                response_headers=fields_map,
-                request_time=request_time,
-                response_time=response_time,
-                shared=self.shared,
-                default_ttl=self.default_ttl,
-                route_ttl=route.ttl if route is not None else None,
-                stale_while_revalidate=(
-                    route.stale_while_revalidate
-                    if route is not None and route.stale_while_revalidate is not None
-                    else self.stale_while_revalidate
-                ),
-                stale_if_error=(
-                    route.stale_if_error
-                    if route is not None and route.stale_if_error is not None
-                    else self.stale_if_error
-                ),
-                store_set_cookie=self.store_set_cookie,
-                targeted=targeted,
+            plan = self._plan(
+                request, status, fields_map, request_time, response_time, route, targeted
             )
         names = vary_names(fields_map.get("vary")) or ()
         if owned:
@@ -786,6 +767,34 @@ class ResponseCache:
             key=stored_key,
             cache_status=cache_status,
             from_cache=False,
+        )
+
+    def _plan(
+        self,
+        request: RequestView,
+        status: int,
+        response_headers: Mapping[str, str],
+        request_time: float,
+        response_time: float,
+        route: RoutePolicy | None,
+        targeted: str | None,
+    ) -> Plan | None:
+        """Decide storage for a response, with the route's overrides over the cache's."""
+        swr = route.stale_while_revalidate if route is not None else None
+        sie = route.stale_if_error if route is not None else None
+        return plan_storage(
+            status=status,
+            request_headers=request.headers,
+            response_headers=response_headers,
+            request_time=request_time,
+            response_time=response_time,
+            shared=self.shared,
+            default_ttl=self.default_ttl,
+            route_ttl=route.ttl if route is not None else None,
+            stale_while_revalidate=self.stale_while_revalidate if swr is None else swr,
+            stale_if_error=self.stale_if_error if sie is None else sie,
+            store_set_cookie=self.store_set_cookie,
+            targeted=targeted,
         )
 
     def _storable(self, entry: StoredResponse, plan: Plan, transformable: bool) -> StoredResponse:
@@ -867,23 +876,8 @@ class ResponseCache:
         merged = [(name, value) for name, value in entry.headers if name not in updates]
         merged.extend((name, value) for name, value in fields if name in updates)
         merged_map = header_map(merged)
-        plan = plan_storage(
-            status=entry.status,
-            request_headers=request.headers,
-            response_headers=merged_map,
-            request_time=request_time,
-            response_time=response_time,
-            shared=self.shared,
-            default_ttl=self.default_ttl,
-            route_ttl=route.ttl if route is not None else None,
-            stale_while_revalidate=self.stale_while_revalidate
-            if route is None or route.stale_while_revalidate is None
-            else route.stale_while_revalidate,
-            stale_if_error=self.stale_if_error
-            if route is None or route.stale_if_error is None
-            else route.stale_if_error,
-            store_set_cookie=self.store_set_cookie,
-            targeted=targeted,
+        plan = self._plan(
+            request, entry.status, merged_map, request_time, response_time, route, targeted
         )
         updated = StoredResponse(
             status=entry.status,
