@@ -577,14 +577,20 @@ class Cache:
         entry = mem.get_entry(key) if mem is not None else await self._fetch(key)
         return entry is not None and entry.is_fresh(self._clock())
 
+    def _lifetime_store(self) -> Any:
+        """The remote store that answers ttl()/expire() itself (behind any fallback/L1)."""
+        remote = getattr(self._store, "primary", self._store)
+        if isinstance(remote, MemoryStore) or not hasattr(remote, "expire"):
+            return None
+        return remote
+
     async def ttl(self, key: str) -> float | None:
         """Return the seconds ``key`` has left: ``math.inf`` if it never expires, ``None``
         if it is absent (or the store cannot say).
         """
         key = self._key(key)
-        store: Any = self._store
-        remote = getattr(store, "primary", store)
-        if hasattr(remote, "ttl") and not isinstance(remote, MemoryStore):
+        remote = self._lifetime_store()
+        if remote is not None:
             try:
                 left = await remote.ttl(key)
             except Exception as exc:
@@ -606,8 +612,8 @@ class Cache:
         full = self._key(key)
         seconds = check_ttl(ttl)
         store: Any = self._store
-        remote = getattr(store, "primary", store)
-        if hasattr(remote, "expire") and not isinstance(remote, MemoryStore):
+        remote = self._lifetime_store()
+        if remote is not None:
             try:
                 changed = bool(await remote.expire(full, seconds))
             except Exception as exc:
