@@ -421,6 +421,7 @@ class _Capture:
                 )
                 if not self.background:
                     await self._send_reply(reply)
+                await rc.store(reply)  # the client has its answer: store behind it
             elif mode == _TEE:
                 await rc.store_streamed(
                     request,

@@ -8,15 +8,18 @@ bodies), :meth:`ResponseCache.refresh` (a 304 to a revalidation) or
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urljoin, urlsplit
+
+import anyio
 
 from .._exceptions import ConfigurationError
 from ..cache._cache import Cache, check_ttl
@@ -25,6 +28,7 @@ from ._policy import (
     Plan,
     choose_encoding,
     current_age,
+    etag_matches,
     format_http_date,
     is_not_modified,
     parse_delta,
@@ -75,6 +79,8 @@ _FORWARDED_CONDITIONALS: Final = ("range", "if-match", "if-unmodified-since", "i
 _NOT_MODIFIED_FIELDS: Final = frozenset(
     {"content-location", "date", "etag", "vary", "cache-control", "expires", "set-cookie"}
 )
+# Codings this cache may send one stored body in (each with its own validator).
+_OWN_CODINGS: Final = ("identity", "zstd", "br", "gzip")
 _PREFIX_DEPTH: Final = 16
 _DECODED_SLOTS: Final = 512
 
@@ -189,13 +195,15 @@ class Reply:
     """A response to send: status, header list (lower-case names) and full body.
 
     For HEAD the body is still the full one (its length is the Content-Length); the
-    glue sends no body.
+    glue sends no body. ``write`` is the store write of a response from the app, to run
+    once the reply is sent (:meth:`ResponseCache.store` or :meth:`ResponseCache.store_later`).
     """
 
     status: int
     headers: list[tuple[str, str]]
     body: bytes
     label: str
+    write: PendingWrite | None = None
 
 
 def header_map(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
@@ -206,6 +214,27 @@ def header_map(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
         previous = result.get(name)
         result[name] = value if previous is None else f"{previous}, {value}"
     return result
+
+
+# The plan of a reply that is not stored (it is only ever served once, to this client).
+_NOT_STORED: Final = Plan(
+    0.0,
+    0.0,
+    always_revalidate=True,
+    no_stale=True,
+    stale_while_revalidate=0.0,
+    stale_if_error=0.0,
+    authorized_ok=False,
+    strip=frozenset(),
+)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    """Return the asyncio event loop this code runs in (``None`` under trio)."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def _digest(data: bytes, size: int = 12) -> str:
@@ -250,6 +279,46 @@ def _url_target(url: str) -> str:
     return url if url.startswith("/") else "/" + url
 
 
+class PendingWrite:
+    """A response's store write, run once: by its request after the reply is sent, or
+    first by a lookup of the same URL, an invalidation or :meth:`ResponseCache.flush`
+    (which then wait for it rather than read around it)."""
+
+    __slots__ = ("_done", "_job", "_owner", "_primary", "_state", "stored")
+
+    def __init__(
+        self, owner: ResponseCache, primary: str, job: Callable[[], Awaitable[bool]]
+    ) -> None:
+        self._owner = owner
+        self._primary = primary
+        self._job = job
+        self._state = 0  # 0: waiting, 1: running, 2: done
+        self._done: anyio.Event | None = None
+        self.stored = False  # the store took the response (set once run)
+
+    async def run(self) -> None:
+        """Write the response, or wait for the write already under way."""
+        if self._state:
+            if self._state == 1:
+                if self._done is None:
+                    self._done = anyio.Event()
+                await self._done.wait()
+            return
+        self._state = 1
+        owner = self._owner
+        try:
+            self.stored = await self._job()
+        except Exception:
+            owner.count_error()
+            logger.warning("storing the response to %s failed", self._primary, exc_info=True)
+        finally:
+            self._state = 2
+            if owner._pending.get(self._primary) is self:
+                del owner._pending[self._primary]
+            if self._done is not None:
+                self._done.set()
+
+
 class ResponseCache:
     """An RFC 9111 shared HTTP cache for Starlette/FastAPI and aiohttp apps.
 
@@ -282,6 +351,12 @@ class ResponseCache:
         stale_while_revalidate: Default window in seconds when a response gives none.
         stale_if_error: Default window in seconds when a response gives none.
         min_compress_size: Bodies smaller than this are stored raw.
+        miss_compress_size: Smallest body sent compressed when it comes from the app (a
+            miss, a revalidation answered 200, a bypassed GET). Smaller ones go out as the
+            app made them: on a miss the client then pays no decoding for bytes it would
+            have got from the app anyway, and compression for storage happens after the
+            response is sent. Hits are always served in the negotiated coding. ``0``:
+            compress every such response; ``None``: never.
         gzip_level: gzip level for clients that do not accept zstd.
         brotli_quality: brotli quality (when the ``brotli`` extra is installed).
         transcode_cache_size: Bytes of gzip/br re-encodings kept for hot entries.
@@ -312,6 +387,7 @@ class ResponseCache:
         stale_while_revalidate: float | None = None,
         stale_if_error: float | None = None,
         min_compress_size: int = 512,
+        miss_compress_size: int | None = 16 << 10,
         gzip_level: int = 6,
         brotli_quality: int = 4,
         transcode_cache_size: int = 8 << 20,
@@ -329,6 +405,14 @@ class ResponseCache:
         ):
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise ConfigurationError(f"{name} must be an int in [{low}, {high}], got {value!r}")
+        if miss_compress_size is not None and (
+            isinstance(miss_compress_size, bool)
+            or not isinstance(miss_compress_size, int)
+            or miss_compress_size < 0
+        ):
+            raise ConfigurationError(
+                f"miss_compress_size must be an int >= 0 or None, got {miss_compress_size!r}"
+            )
         self.cache = cache.namespace(namespace) if namespace else cache
         self.default_ttl = check_ttl(default_ttl, "default_ttl")
         self.shared = bool(shared)
@@ -342,6 +426,7 @@ class ResponseCache:
         self.stale_while_revalidate = check_ttl(stale_while_revalidate, "stale_while_revalidate")
         self.stale_if_error = check_ttl(stale_if_error, "stale_if_error")
         self.min_compress_size = min_compress_size
+        self.miss_compress_size = miss_compress_size
         self.codings = Codings(
             zstd_level=compression_level, gzip_level=gzip_level, brotli_quality=brotli_quality
         )
@@ -353,6 +438,10 @@ class ResponseCache:
             if name is not None
         ) | {"cache-status"}
         self._revalidating: set[str] = set()
+        # Store writes not yet finished, by primary key: a miss is stored after its reply
+        # is sent; a lookup of that URL, an invalidation or flush() waits for its write.
+        self._pending: dict[str, PendingWrite] = {}
+        self._writer: asyncio.Task[None] | None = None
         # Decoded entries by key, reused while the store returns the very same bytes object
         # (a MemoryStore does): a hit then skips parsing the header.
         self._decoded: OrderedDict[str, tuple[bytes, StoredResponse | tuple[str, ...]]] = (
@@ -454,6 +543,10 @@ class ResponseCache:
             self._bypasses += 1
             return Lookup(BYPASS, forward="bypass")
         primary = self.primary_key(request)
+        if self._pending:
+            write = self._pending.get(primary)
+            if write is not None:
+                await write.run()  # read your own writes: this URL's store first
         request_cc = parse_directives(headers.get("cache-control"))
         if not request_cc and "no-cache" in headers.get("pragma", "").lower():
             request_cc = {"no-cache": None}
@@ -578,6 +671,8 @@ class ResponseCache:
             coding = entry.coding  # the app's own coding, sent as it came
         owned = entry.coding in ("zstd", _PLAIN, "identity")
         etag = _coded_etag(entry.etag, coding) if owned else entry.etag
+        if owned and etag and "if-none-match" in request.headers:
+            etag = self._held_etag(request.headers["if-none-match"], entry.etag, etag)
         headers = list(entry.headers)
         if etag:
             headers.append(("etag", etag))
@@ -613,6 +708,22 @@ class ResponseCache:
         if from_cache and request.method == "GET":
             self._bytes_served += len(body)
         return Reply(entry.status, headers, body, label)
+
+    @staticmethod
+    def _held_etag(if_none_match: str, etag: str, chosen: str) -> str:
+        """Return the validator of the coding the client holds, when it is current.
+
+        One body has one validator per coding (a miss may go out in identity, its hits in
+        zstd); a client holding any of them holds the current content, so its tag is the
+        one a 304 confirms. Otherwise the tag of the coding chosen now.
+        """
+        if etag_matches(if_none_match, chosen):
+            return chosen
+        for coding in _OWN_CODINGS:
+            held = _coded_etag(etag, coding)
+            if held != chosen and etag_matches(if_none_match, held):
+                return held
+        return chosen
 
     async def _body(self, entry: StoredResponse, coding: str, key: str) -> bytes:
         codings = self.codings
@@ -706,11 +817,6 @@ class ResponseCache:
         etag = app_etag or (f'"{_digest(body)}"' if status == 200 else "")
         last_modified = parse_http_date(fields_map.get("last-modified"))
         date = parse_http_date(fields_map.get("date"))
-        plan: Plan | None = None
-        if lookup is not None and len(body) <= self.max_body_size:
-            plan = self._plan(
-                request, status, fields_map, request_time, response_time, route, targeted
-            )
         names = vary_names(fields_map.get("vary")) or ()
         if owned:
             names = tuple(name for name in names if name != "accept-encoding")
@@ -721,53 +827,139 @@ class ResponseCache:
         if owned:
             drop = drop | {"content-encoding"}
         stored_fields = [(name, value) for name, value in fields if name not in drop]
+        size = len(body)
+        if not owned:
+            coding = app_coding or "identity"
+        elif transformable and size >= self.min_compress_size:
+            coding = _PLAIN
+        else:
+            coding = "identity"
+        miss_compress = self.miss_compress_size
+        reply_coding = coding
+        if coding == _PLAIN and (miss_compress is None or size < miss_compress):
+            reply_coding = "identity"  # sent as the app made it; compressed for storage later
         reply_entry = StoredResponse(
             status=status,
             headers=stored_fields,
             body=body,
-            coding=(_PLAIN if transformable and len(body) >= self.min_compress_size else "identity")
-            if owned
-            else app_coding or "identity",
-            size=len(body),
+            coding=reply_coding,
+            size=size,
             etag=etag,
             last_modified=last_modified or date or response_time,
             request_time=request_time,
             response_time=response_time,
-            plan=plan
-            or Plan(
-                0.0,
-                0.0,
-                always_revalidate=True,
-                no_stale=True,
-                stale_while_revalidate=0.0,
-                stale_if_error=0.0,
-                authorized_ok=False,
-                strip=frozenset(),
-            ),
+            plan=_NOT_STORED,
             vary=names,
             app_etag=app_etag is not None,
             app_last_modified=last_modified is not None,
         )
-        stored_key = ""
-        if plan is not None and lookup is not None:
-            entry = self._storable(reply_entry, plan, transformable)
-            stored_key = await self._write(request, lookup, entry, plan, tags, route)
-            # zstd clients get the very stored bytes; others are served from the identity
-            # body at hand (no decompression); Set-Cookie still goes to this client.
-            if entry.coding == "zstd":
-                reply_entry.packed = entry.body
-            else:
-                reply_entry.coding = entry.coding
+        key = ""
+        write: PendingWrite | None = None
+        if lookup is not None and size <= self.max_body_size:
+            key = (
+                self.variant_key(lookup.primary, names, request.headers)
+                if names
+                else lookup.primary
+            )
+            packed: bytes | None = None
+            if reply_coding == _PLAIN:
+                # The reply may be zstd: pack now, and the client gets the very bytes stored.
+                packed = self.codings.pack(body, self.min_compress_size)
+                if packed is None:
+                    coding = reply_entry.coding = "identity"
+                else:
+                    reply_entry.packed = packed
+            # Whether and how long to store is decided after the reply is sent: the
+            # client does not wait for it (nor for compression, nor for the store).
+            stored = StoredResponse(
+                status=status,
+                headers=stored_fields,
+                body=body if packed is None else packed,
+                coding=coding if packed is None else "zstd",
+                size=size,
+                etag=etag,
+                last_modified=reply_entry.last_modified,
+                request_time=request_time,
+                response_time=response_time,
+                plan=_NOT_STORED,
+                vary=names,
+                app_etag=app_etag is not None,
+                app_last_modified=last_modified is not None,
+            )
+            job = self._store_job(
+                request, lookup, stored, fields_map, targeted, transformable, tags, route
+            )
+            write = self._pending[lookup.primary] = PendingWrite(self, lookup.primary, job)
         forward = lookup.forward if lookup is not None else "bypass"
-        cache_status = f"asyncperf; fwd={forward}" + ("; stored" if stored_key else "")
-        return await self.serve(
+        reply = await self.serve(
             request,
             reply_entry,
             label,
-            key=stored_key,
-            cache_status=cache_status,
+            key=key,
+            cache_status=f"asyncperf; fwd={forward}",
             from_cache=False,
         )
+        reply.write = write
+        return reply
+
+    def _store_job(
+        self,
+        request: RequestView,
+        lookup: Lookup,
+        entry: StoredResponse,
+        fields: Mapping[str, str],
+        targeted: str | None,
+        transformable: bool,
+        tags: list[str],
+        route: RoutePolicy | None,
+    ) -> Callable[[], Awaitable[bool]]:
+        async def store() -> bool:
+            plan = self._plan(
+                request,
+                entry.status,
+                fields,
+                entry.request_time,
+                entry.response_time,
+                route,
+                targeted,
+            )
+            if plan is None:
+                return False
+            stored = self._storable(entry, plan, transformable)
+            await self._write(request, lookup, stored, plan, tags, route)
+            return True
+
+        return store
+
+    # -- write-behind ---------------------------------------------------------------------
+
+    async def store(self, reply: Reply) -> None:
+        """Write the response behind ``reply`` to the store now (after sending it)."""
+        if reply.write is not None:
+            await reply.write.run()
+
+    async def store_later(self, reply: Reply) -> None:
+        """Write the response behind ``reply`` after the caller returns (asyncio: in a
+        task; elsewhere right now), for glue that cannot act after sending."""
+        if reply.write is None:
+            return
+        loop = _running_loop()
+        if loop is None:
+            await reply.write.run()
+            return
+        writer = self._writer
+        if writer is None or writer.done() or writer.get_loop() is not loop:
+            self._writer = loop.create_task(self.flush(), name="asyncperf-http-store")
+
+    async def flush(self) -> None:
+        """Wait until every response this process has answered is written to the store.
+
+        Misses are stored just after their reply is sent; a lookup of the same URL and
+        every invalidation wait for the writes under way. Call this before shutting the
+        event loop down, or in tests that read the store directly.
+        """
+        while self._pending:
+            await next(iter(self._pending.values())).run()
 
     def _plan(
         self,
@@ -798,30 +990,20 @@ class ResponseCache:
         )
 
     def _storable(self, entry: StoredResponse, plan: Plan, transformable: bool) -> StoredResponse:
-        """Return the entry as stored: stripped fields removed, body packed with zstd."""
-        headers = [(name, value) for name, value in entry.headers if name not in plan.strip]
-        body, coding = entry.body, entry.coding
-        if coding == _PLAIN:
-            coding = "identity"
+        """Make ``entry`` (this write's own copy) what is stored: stripped fields removed,
+        body packed with zstd, the plan set."""
+        if plan.strip:
+            entry.headers = [
+                (name, value) for name, value in entry.headers if name not in plan.strip
+            ]
+        if entry.coding == _PLAIN:
+            entry.coding = "identity"
             if transformable:
-                packed = self.codings.pack(body, self.min_compress_size)
+                packed = self.codings.pack(entry.body, self.min_compress_size)
                 if packed is not None:
-                    body, coding = packed, "zstd"
-        return StoredResponse(
-            status=entry.status,
-            headers=headers,
-            body=body,
-            coding=coding,
-            size=entry.size,
-            etag=entry.etag,
-            last_modified=entry.last_modified,
-            request_time=entry.request_time,
-            response_time=entry.response_time,
-            plan=plan,
-            vary=entry.vary,
-            app_etag=entry.app_etag,
-            app_last_modified=entry.app_last_modified,
-        )
+                    entry.body, entry.coding = packed, "zstd"
+        entry.plan = plan
+        return entry
 
     def _tags(
         self, request: RequestView, tags: Iterable[str], route: RoutePolicy | None
@@ -927,7 +1109,8 @@ class ResponseCache:
             request_time=request_time,
             response_time=response_time,
         )
-        return any(name == "cache-status" and "stored" in value for name, value in reply.headers)
+        await self.store(reply)
+        return reply.write is not None and reply.write.stored
 
     def pass_through_headers(
         self, headers: list[tuple[str, str]], label: str, *, cacheable: bool
@@ -980,6 +1163,7 @@ class ResponseCache:
         wanted.extend("t:" + tag for tag in tags)
         if not wanted:
             return 0
+        await self.flush()  # a response answered before this call is removed by it too
         self._invalidations += 1
         self._decoded.clear()
         return await self.cache.invalidate_tags(*wanted)
@@ -999,11 +1183,13 @@ class ResponseCache:
                 if absolute.netloc == request.host and absolute.scheme in ("http", "https"):
                     path = absolute.path or "/"
                     targets.add(f"{path}?{absolute.query}" if absolute.query else path)
+        await self.flush()
         self._invalidations += 1
         self._decoded.clear()
         await self.cache.invalidate_tags(*("u:" + target for target in sorted(targets)))
 
     async def clear(self) -> int:
         """Remove every cached response of this cache's namespace; return how many."""
+        await self.flush()
         self._decoded.clear()
         return await self.cache.clear()

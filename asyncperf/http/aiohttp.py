@@ -279,4 +279,8 @@ async def _fetch(
         request_time=request_time,
         response_time=response_time,
     )
-    return None if background else _to_response(reply)
+    if background:
+        await rc.store(reply)
+        return None
+    await rc.store_later(reply)  # aiohttp sends the response after we return
+    return _to_response(reply)
