@@ -18,6 +18,7 @@ from starlette.routing import Route
 import asyncperf.http
 from asyncperf import Cache, ConfigurationError, MemoryStore
 from asyncperf.http import ResponseCache, ResponseCacheMiddleware, cache_policy
+from asyncperf.http._core import Reply, RequestView
 
 pytestmark = pytest.mark.anyio
 
@@ -235,12 +236,114 @@ async def test_non_http_scopes_pass_through() -> None:
     assert seen == ["lifespan"]
 
 
+def _view(path: str) -> RequestView:
+    return RequestView(
+        method="GET",
+        scheme="http",
+        host="test",
+        path=path,
+        query="",
+        headers={"accept-encoding": "zstd"},
+    )
+
+
+async def _answered(rc: ResponseCache, path: str, body: bytes) -> Reply:
+    """A miss answered by the app, as the glue hands it over (nothing stored yet)."""
+    view = _view(path)
+    lookup = await rc.lookup(view)
+    assert lookup.action == "MISS"
+    return await rc.complete(
+        view,
+        lookup,
+        status=200,
+        headers=[("content-type", "application/json"), ("cache-control", "max-age=60")],
+        body=body,
+        route=None,
+        request_time=rc.now(),
+        response_time=rc.now(),
+    )
+
+
+async def test_a_lookup_waits_for_the_write_of_its_own_url() -> None:
+    rc = ResponseCache(Cache(MemoryStore()))
+    body = b'{"n": 1}' * 100
+    reply = await _answered(rc, "/a", body)
+    assert reply.write is not None
+    assert ("x-cache", "MISS") in reply.headers
+    assert "content-encoding" not in dict(reply.headers)  # small: as the app made it
+    assert rc.statistics().stores == 0  # the store write runs after the reply is sent
+    lookup = await rc.lookup(_view("/a"))  # ... or first, for a lookup of the same URL
+    assert lookup.action == "HIT"
+    assert lookup.entry is not None
+    assert lookup.entry.coding == "zstd"
+    assert rc.statistics().stores == 1
+    await rc.store(reply)  # the request's own call after sending: already done
+    assert rc.statistics().stores == 1
+
+
+async def test_invalidation_and_flush_wait_for_unwritten_responses() -> None:
+    rc = ResponseCache(Cache(MemoryStore()))
+    first = await _answered(rc, "/users/1", b"x" * 600)
+    await _answered(rc, "/users/2", b"y" * 600)
+    # Answered before the invalidation: removed by it, never written after it.
+    assert await rc.invalidate(prefix="/users") == 2
+    await rc.store(first)
+    assert (await rc.lookup(_view("/users/1"))).action == "MISS"
+    await _answered(rc, "/users/3", b"z" * 600)
+    await rc.flush()
+    assert rc.statistics().stores == 3
+    assert (await rc.lookup(_view("/users/3"))).action == "HIT"
+
+
+async def test_a_failed_store_write_is_counted_and_the_client_still_answered(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def item(request: Request) -> Response:
+        return Response(b"x" * 800, headers={"cache-control": "max-age=60"})
+
+    app, rc = wrap(Starlette(routes=[Route("/item", item)]))
+
+    async def broken(*args: object) -> str:
+        raise RuntimeError("store exploded")
+
+    rc._write = broken  # type: ignore[method-assign]
+    async with client(app) as http:
+        first = await http.get("/item")
+        second = await http.get("/item")
+    assert first.status_code == second.status_code == 200
+    assert first.content == second.content == b"x" * 800
+    assert second.headers["x-cache"] == "MISS"
+    assert rc.statistics().errors == 2
+    assert "storing the response to http://test/item failed" in caplog.text
+
+
+async def test_large_misses_are_sent_compressed_with_the_stored_bytes() -> None:
+    body = b'{"row": "a fairly repetitive json row"}, ' * 1000  # 41 KB
+
+    async def item(request: Request) -> Response:
+        return Response(body, headers={"cache-control": "max-age=60"})
+
+    app, rc = wrap(Starlette(routes=[Route("/big", item)]))
+    async with client(app) as http:
+        miss = await http.get("/big", headers={"accept-encoding": "zstd"})
+        hit = await http.get("/big", headers={"accept-encoding": "zstd"})
+    assert rc.statistics().bytes_saved > len(body)  # both answers compressed
+    assert miss.headers["content-encoding"] == hit.headers["content-encoding"] == "zstd"
+    assert miss.content == hit.content == body
+    assert miss.headers["content-length"] == hit.headers["content-length"]
+    assert miss.headers["etag"] == hit.headers["etag"]
+    assert (miss.headers["x-cache"], hit.headers["x-cache"]) == ("MISS", "HIT")
+
+
 def test_options_are_validated() -> None:
     cache = Cache(MemoryStore())
     with pytest.raises(ConfigurationError, match="compression_level"):
         ResponseCache(cache, compression_level=20)
     with pytest.raises(ConfigurationError, match="default_ttl"):
         ResponseCache(cache, default_ttl=0)
+    for bad in (-1, 1.5, True, "16k"):
+        with pytest.raises(ConfigurationError, match="miss_compress_size"):
+            ResponseCache(cache, miss_compress_size=bad)  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError):
         ResponseCache("not a cache")  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="tags"):
