@@ -73,6 +73,9 @@ _HOP_BY_HOP: Final = frozenset(
     }
 )
 _RECOMPUTED: Final = frozenset({"content-length", "age", "etag"})
+_DROPPED: Final = _HOP_BY_HOP | _RECOMPUTED
+# ... and the coding, when this cache owns it (identity from the app).
+_DROPPED_OWNED: Final = _DROPPED | {"content-encoding"}
 # Fields a 304 carries when the 200 would (RFC 9110 §15.4.5).
 _NOT_MODIFIED_FIELDS: Final = frozenset(
     {"content-location", "date", "etag", "vary", "cache-control", "expires", "set-cookie"}
@@ -677,21 +680,24 @@ class ResponseCache:
         if owned and etag and "if-none-match" in request.headers:
             etag = self._held_etag(request.headers["if-none-match"], entry.etag, etag)
         headers = list(entry.headers)
+        for name, value in headers:  # a loop, not any(<generator>): this runs on every hit
+            if name == "vary" and "accept-encoding" in value.lower():
+                break
+        else:
+            headers.append(("vary", "Accept-Encoding"))
         if etag:
             headers.append(("etag", etag))
-        if not any(
-            name == "vary" and "accept-encoding" in value.lower() for name, value in headers
-        ):
-            headers.append(("vary", "Accept-Encoding"))
         if age is not None:
             headers.append(("age", str(int(min(age, 2**31)))))
         if not cache_status:
             cache_status = f"asyncperf; hit; ttl={int(entry.plan.lifetime - (age or 0.0))}"
         self._status_fields(headers, label, cache_status)
+        request_headers = request.headers
         if (
             entry.status == 200
+            and ("if-none-match" in request_headers or "if-modified-since" in request_headers)
             and request.method in ("GET", "HEAD")
-            and is_not_modified(request.headers, etag=etag, last_modified=entry.last_modified)
+            and is_not_modified(request_headers, etag=etag, last_modified=entry.last_modified)
         ):
             self._not_modified += 1
             has_etag = bool(etag)
@@ -703,7 +709,12 @@ class ResponseCache:
                 or (name == "last-modified" and not has_etag)
             ]
             return Reply(304, kept, b"", label)
-        body = await self._body(entry, coding, key)
+        if coding == "identity" and entry.coding != "zstd":
+            body = entry.body  # identity, the app's own coding, or plain identity at hand
+        elif coding == "zstd" and entry.coding == "zstd":
+            body = entry.body  # the stored bytes
+        else:
+            body = await self._body(entry, coding, key)
         if owned and coding != "identity":
             headers.append(("content-encoding", coding))
             self._bytes_saved += max(0, entry.size - len(body))
@@ -774,6 +785,28 @@ class ResponseCache:
             kept.append((name, value))
         return kept, tags, targeted
 
+    def _split_and_map(
+        self, headers: list[tuple[str, str]]
+    ) -> tuple[list[tuple[str, str]], dict[str, str], list[str], str | None]:
+        """:meth:`_split_internal` and :func:`header_map` of the rest, in one pass."""
+        kept: list[tuple[str, str]] = []
+        fields: dict[str, str] = {}
+        tags: list[str] = []
+        targeted: str | None = None
+        internal = self._internal
+        for name, value in headers:
+            name = name.lower()
+            if name in internal:
+                if name == self.tags_header:
+                    tags.extend(tag for tag in value.replace(",", " ").split() if tag)
+                elif name == self.targeted_header:
+                    targeted = value if targeted is None else f"{targeted}, {value}"
+                continue
+            kept.append((name, value))
+            previous = fields.get(name)
+            fields[name] = value if previous is None else f"{previous}, {value}"
+        return kept, fields, tags, targeted
+
     def downstream_headers(self, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
         """Return a passed-through response's headers without this cache's own fields."""
         return self._split_internal(headers)[0]
@@ -803,8 +836,7 @@ class ResponseCache:
             request_time: When the request went to the app.
             response_time: When the response came back.
         """
-        fields, tags, targeted = self._split_internal(headers)
-        fields_map = header_map(fields)
+        fields, fields_map, tags, targeted = self._split_and_map(headers)
         label = MISS if lookup is not None else BYPASS
         if route is not None and not route.enabled:
             if lookup is not None and lookup.action == MISS:
@@ -813,22 +845,22 @@ class ResponseCache:
                 self._bypasses += 1
             lookup, label = None, BYPASS
         app_coding = fields_map.get("content-encoding")
-        response_cc = parse_directives(fields_map.get("cache-control"))
         owned = app_coding is None or app_coding.strip().lower() == "identity"
-        transformable = owned and "no-transform" not in response_cc
+        cache_control = fields_map.get("cache-control")
+        transformable = owned and (
+            not cache_control or "no-transform" not in parse_directives(cache_control)
+        )
         app_etag = fields_map.get("etag")
         etag = app_etag or (f'"{_digest(body)}"' if status == 200 else "")
         last_modified = parse_http_date(fields_map.get("last-modified"))
         date = parse_http_date(fields_map.get("date"))
         names = vary_names(fields_map.get("vary")) or ()
-        if owned:
+        if owned and names:
             names = tuple(name for name in names if name != "accept-encoding")
-        drop = _HOP_BY_HOP | _RECOMPUTED
+        drop = _DROPPED_OWNED if owned else _DROPPED
         connection = fields_map.get("connection")
         if connection:
             drop = drop | {token.strip().lower() for token in connection.split(",")}
-        if owned:
-            drop = drop | {"content-encoding"}
         stored_fields = [(name, value) for name, value in fields if name not in drop]
         size = len(body)
         if not owned:
