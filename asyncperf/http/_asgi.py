@@ -201,7 +201,10 @@ class ResponseCacheMiddleware:
         elif action == BYPASS:
             await self._pass_through(scope, receive, send)
         else:
-            await self._fetch(scope, receive, send, request, lookup, None)
+            try:
+                await self._fetch(scope, receive, send, request, lookup, None)
+            finally:
+                rc.release(lookup)  # requests waiting on this URL look again (or ask the app)
 
     async def _pass_through(self, scope: Scope, receive: Receive, send: Send) -> None:
         rc = self.response_cache
@@ -362,6 +365,16 @@ class _Capture:
     async def _decide(self, more: bool, first_size: int) -> None:
         if self.start is None:
             raise RuntimeError("ASGI app sent a response body before http.response.start")
+        try:
+            await self._choose(more, first_size)
+        finally:
+            if self.mode != _BUFFER:
+                # Streamed or not stored: requests waiting on this URL need not wait for
+                # the end of the stream.
+                self.rc.release(self.lookup)
+
+    async def _choose(self, more: bool, first_size: int) -> None:
+        assert self.start is not None
         status = int(self.start["status"])
         rc, lookup = self.rc, self.lookup
         fields = dict(self.headers)

@@ -83,6 +83,9 @@ _NOT_MODIFIED_FIELDS: Final = frozenset(
 # Codings this cache may send one stored body in (each with its own validator).
 _OWN_CODINGS: Final = ("identity", "zstd", "br", "gzip")
 _PREFIX_DEPTH: Final = 16
+# Hit-for-pass: how long, and for how many URLs, an unstorable response stops coalescing.
+_PASS_SECONDS: Final = 30.0
+_PASS_SLOTS: Final = 4096
 _DECODED_SLOTS: Final = 512
 
 
@@ -104,6 +107,8 @@ class ResponseCacheStatistics:
         bytes_served: Body bytes sent from the cache.
         bytes_saved: Body bytes content coding saved on the wire (identity minus sent).
         errors: Background revalidations and store writes that failed.
+        coalesced: Misses that waited for a concurrent request's response to the same URL
+            and were answered from it (also counted in ``hits``).
     """
 
     hits: int
@@ -117,6 +122,7 @@ class ResponseCacheStatistics:
     bytes_served: int
     bytes_saved: int
     errors: int
+    coalesced: int = 0
 
     @property
     def hit_rate(self) -> float:
@@ -180,6 +186,10 @@ class Lookup:
         age: Its current age in seconds.
         stale_if_error: The entry may replace an error from the app.
         forward: Why the app is asked (for ``Cache-Status``).
+        leader: This request asks the app for a URL other requests in this process wait
+            on (request coalescing); the glue calls :meth:`ResponseCache.release` when
+            its response is stored or known not to be.
+        stored: The response to this request was written to the store.
     """
 
     action: str
@@ -189,6 +199,8 @@ class Lookup:
     age: float = 0.0
     stale_if_error: bool = False
     forward: str = "uri-miss"
+    leader: bool = False
+    stored: bool = False
 
 
 @dataclass(slots=True)
@@ -361,6 +373,11 @@ class ResponseCache:
         gzip_level: gzip level for clients that do not accept zstd.
         brotli_quality: brotli quality (when the ``brotli`` extra is installed).
         transcode_cache_size: Bytes of gzip/br re-encodings kept for hot entries.
+        coalesce: Concurrent misses for one URL in this process make one request to the
+            app; the others wait for its response and are answered from the store. A URL
+            whose response could not be stored is not coalesced for the next 30 seconds.
+        coalesce_timeout: Longest wait, in seconds, for another request's response before
+            asking the app anyway.
         clock: Wall clock in POSIX seconds (HTTP dates are wall-clock times).
 
     Raises:
@@ -392,6 +409,8 @@ class ResponseCache:
         gzip_level: int = 6,
         brotli_quality: int = 4,
         transcode_cache_size: int = 8 << 20,
+        coalesce: bool = True,
+        coalesce_timeout: float = 10.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not isinstance(cache, Cache):
@@ -428,6 +447,8 @@ class ResponseCache:
         self.stale_if_error = check_ttl(stale_if_error, "stale_if_error")
         self.min_compress_size = min_compress_size
         self.miss_compress_size = miss_compress_size
+        self.coalesce = bool(coalesce)
+        self.coalesce_timeout = check_ttl(coalesce_timeout, "coalesce_timeout")
         self.codings = Codings(
             zstd_level=compression_level, gzip_level=gzip_level, brotli_quality=brotli_quality
         )
@@ -450,7 +471,11 @@ class ResponseCache:
         )
         self._hits = self._misses = self._stale = self._bypasses = self._stores = 0
         self._revalidations = self._not_modified = self._invalidations = self._errors = 0
-        self._bytes_served = self._bytes_saved = 0
+        self._bytes_served = self._bytes_saved = self._coalesced = 0
+        # Request coalescing: URLs being fetched by a leader (an Event once someone waits),
+        # and URLs whose last response could not be stored (hit-for-pass: not coalesced).
+        self._flights: dict[str, anyio.Event | None] = {}
+        self._passes: OrderedDict[str, float] = OrderedDict()
 
     def __repr__(self) -> str:
         return f"ResponseCache({self.cache!r}, shared={self.shared})"
@@ -471,6 +496,7 @@ class ResponseCache:
             bytes_served=self._bytes_served,
             bytes_saved=self._bytes_saved,
             errors=self._errors,
+            coalesced=self._coalesced,
         )
 
     def count_bypass(self) -> None:
@@ -549,26 +575,41 @@ class ResponseCache:
             self._bypasses += 1
             return Lookup(BYPASS, forward="bypass")
         primary = self.primary_key(request)
-        if self._pending:
-            write = self._pending.get(primary)
-            if write is not None:
-                await write.run()  # read your own writes: this URL's store first
         request_cc = parse_directives(headers.get("cache-control"))
         if not request_cc and "no-cache" in headers.get("pragma", "").lower():
             request_cc = {"no-cache": None}
-        found = await self._read(primary)
-        key = primary
-        if isinstance(found, tuple):
-            key = self.variant_key(primary, found, headers)
-            variant = await self._read(key)
-            found = variant if isinstance(variant, StoredResponse) else None
-        if found is None or (
-            self.shared and "authorization" in headers and not found.plan.authorized_ok
-        ):
+        waited = False
+        while True:
+            if self._pending:
+                write = self._pending.get(primary)
+                if write is not None:
+                    await write.run()  # read your own writes: this URL's store first
+            found = await self._read(primary)
+            key = primary
+            if isinstance(found, tuple):
+                key = self.variant_key(primary, found, headers)
+                variant = await self._read(key)
+                found = variant if isinstance(variant, StoredResponse) else None
+            if found is not None and not (
+                self.shared and "authorization" in headers and not found.plan.authorized_ok
+            ):
+                break
             if "only-if-cached" in request_cc:
                 return Lookup(GATEWAY_TIMEOUT, primary, key)
-            self._misses += 1
-            return Lookup(MISS, primary, key)
+            if waited or not self._coalescible(request, primary, request_cc):
+                self._misses += 1
+                return Lookup(MISS, primary, key)
+            flights = self._flights
+            if primary not in flights:
+                flights[primary] = None  # the Event is made only if someone waits
+                self._misses += 1
+                return Lookup(MISS, primary, key, leader=True)
+            event = flights[primary]
+            if event is None:
+                event = flights[primary] = anyio.Event()
+            with anyio.move_on_after(self.coalesce_timeout):
+                await event.wait()
+            waited = True  # then look again, once: served if the leader's response was stored
         plan = found.plan
         age = current_age(plan.initial_age, found.response_time, self.clock())
         staleness = age - plan.lifetime
@@ -588,6 +629,8 @@ class ResponseCache:
         if not forced:
             if fresh:
                 self._hits += 1
+                if waited:
+                    self._coalesced += 1
                 return lookup
             if "max-stale" in request_cc and not plan.no_stale:
                 allowed = parse_delta(request_cc["max-stale"])
@@ -620,6 +663,50 @@ class ResponseCache:
         self._revalidating.add(lookup.key)
         self._revalidations += 1
         return True
+
+    def _coalescible(
+        self, request: RequestView, primary: str, request_cc: Mapping[str, str | None]
+    ) -> bool:
+        """Whether a miss may wait for a concurrent request's response to the same URL."""
+        if not self.coalesce or request.method != "GET":
+            return False  # HEAD misses are not stored
+        if "no-cache" in request_cc or "max-age" in request_cc:
+            return False  # the client asks the origin itself
+        if "text/event-stream" in request.headers.get("accept", ""):
+            return False  # an event stream is never stored, and may never end
+        passes = self._passes
+        if passes:
+            until = passes.get(primary)
+            if until is not None:
+                if self.clock() < until:
+                    return False
+                del passes[primary]
+        return True
+
+    def release(self, lookup: Lookup) -> None:
+        """Wake the requests waiting on this leader's response (idempotent).
+
+        Called by the glue once the response is stored, or known not to be; a URL whose
+        response was not stored is then not coalesced for a while (hit-for-pass), so
+        uncacheable routes never make concurrent requests queue behind each other.
+        """
+        if not lookup.leader:
+            return
+        lookup.leader = False
+        primary = lookup.primary
+        if not lookup.stored and primary not in self._pending:
+            self._no_coalescing(primary)
+        event = self._flights.pop(primary, None)
+        if event is not None:
+            event.set()
+
+    def _no_coalescing(self, primary: str) -> None:
+        """Remember that ``primary``'s response was not stored (hit-for-pass)."""
+        passes = self._passes
+        passes[primary] = self.clock() + _PASS_SECONDS
+        passes.move_to_end(primary)
+        if len(passes) > _PASS_SLOTS:
+            passes.popitem(last=False)
 
     def release_revalidation(self, lookup: Lookup) -> None:
         """Let the next stale hit on this entry revalidate it again."""
@@ -959,9 +1046,13 @@ class ResponseCache:
                 targeted,
             )
             if plan is None:
+                self._no_coalescing(lookup.primary)
                 return False
             stored = self._storable(entry, plan, transformable)
             await self._write(request, lookup, stored, plan, tags, route)
+            lookup.stored = True
+            if self._passes:
+                self._passes.pop(lookup.primary, None)  # storable again: coalesce again
             return True
 
         return store

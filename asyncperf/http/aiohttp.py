@@ -181,7 +181,10 @@ def response_cache_middleware(response_cache: ResponseCache) -> Middleware:
             response = await handler(request)
             _mark(rc, response, BYPASS, cacheable=False)
             return response
-        result = await _fetch(rc, request, handler, view, lookup, route, background=False)
+        try:
+            result = await _fetch(rc, request, handler, view, lookup, route, background=False)
+        finally:
+            rc.release(lookup)  # requests waiting on this URL look again (or ask the app)
         assert result is not None
         return result
 

@@ -23,6 +23,7 @@ PAD = "lorem ipsum dolor sit amet " * 60  # ~1.6 KB: compressible, above the raw
 LAST_MODIFIED = "Tue, 01 Jul 2025 10:00:00 GMT"
 STREAM_CHUNKS = [f"chunk {i} {PAD[:200]}\n".encode() for i in range(5)]
 BIG = b"x" * (200 * 1024)
+SLOW_SECONDS = 0.3
 
 
 class State:
@@ -32,6 +33,19 @@ class State:
         self.calls: Counter[str] = Counter()
         self.fail = False
         self.bodies: list[bytes] = []
+        self.inflight: Counter[str] = Counter()
+        self.most_inflight: Counter[str] = Counter()
+
+    async def slow(self, route: str) -> None:
+        """Hold a ``slow`` route's request for a while, recording how many overlap."""
+        if not route.startswith("slow"):
+            return
+        self.inflight[route] += 1
+        self.most_inflight[route] = max(self.most_inflight[route], self.inflight[route])
+        try:
+            await asyncio.sleep(SLOW_SECONDS)
+        finally:
+            self.inflight[route] -= 1
 
     def count(self, route: str) -> int:
         self.calls[route] += 1
@@ -95,6 +109,10 @@ def answer(state: State, route: str, headers: dict[str, str]) -> tuple[int, dict
         return 200, {"content-type": "application/octet-stream", "cache-control": "max-age=60"}, BIG
     if route == "small":
         return 200, {"content-type": "text/plain", "cache-control": "max-age=60"}, b"tiny"
+    if route == "slow":
+        return 200, {**json, "cache-control": "max-age=60"}, body_of(route, n)
+    if route == "slow-nostore":
+        return 200, {**json, "cache-control": "no-store"}, body_of(route, n)
     raise AssertionError(route)
 
 
@@ -112,6 +130,8 @@ ROUTES = [
     "tagged",
     "big",
     "small",
+    "slow",
+    "slow-nostore",
 ]
 
 
@@ -121,6 +141,7 @@ ROUTES = [
 def starlette_app(rc: ResponseCache, state: State) -> Starlette:
     def endpoint(route: str):
         async def handler(request: Request) -> Response:
+            await state.slow(route)
             status, headers, body = answer(state, route, dict(request.headers))
             response = Response(body, status_code=status, headers=headers)
             if route == "cookie":
@@ -180,6 +201,7 @@ def starlette_app(rc: ResponseCache, state: State) -> Starlette:
 def aiohttp_app(rc: ResponseCache, state: State) -> web.Application:
     def endpoint(route: str):
         async def handler(request: web.Request) -> web.Response:
+            await state.slow(route)
             headers = {name.lower(): value for name, value in request.headers.items()}
             status, response_headers, body = answer(state, route, headers)
             response = web.Response(status=status, body=body or None, headers=response_headers)

@@ -252,7 +252,8 @@ async def _answered(rc: ResponseCache, path: str, body: bytes) -> Reply:
     view = _view(path)
     lookup = await rc.lookup(view)
     assert lookup.action == "MISS"
-    return await rc.complete(
+    assert lookup.leader  # nobody else asked for this URL
+    reply = await rc.complete(
         view,
         lookup,
         status=200,
@@ -262,6 +263,8 @@ async def _answered(rc: ResponseCache, path: str, body: bytes) -> Reply:
         request_time=rc.now(),
         response_time=rc.now(),
     )
+    rc.release(lookup)  # as the glue does once the reply is sent
+    return reply
 
 
 async def test_a_lookup_waits_for_the_write_of_its_own_url() -> None:
@@ -333,6 +336,37 @@ async def test_large_misses_are_sent_compressed_with_the_stored_bytes() -> None:
     assert miss.headers["content-length"] == hit.headers["content-length"]
     assert miss.headers["etag"] == hit.headers["etag"]
     assert (miss.headers["x-cache"], hit.headers["x-cache"]) == ("MISS", "HIT")
+
+
+async def test_a_streamed_leader_does_not_hold_back_requests_for_its_url() -> None:
+    finish = anyio.Event()
+    calls = 0
+
+    async def feed(request: Request) -> StreamingResponse:
+        nonlocal calls
+        calls += 1
+
+        async def chunks():
+            yield b"first chunk "
+            await finish.wait()
+            yield b"and the rest"
+
+        return StreamingResponse(chunks(), headers={"cache-control": "max-age=60"})
+
+    app, rc = wrap(Starlette(routes=[Route("/feed", feed)]))
+
+    async def until(count: int) -> None:
+        with anyio.fail_after(5):  # coalesce_timeout is 10 s: waiting on the leader fails
+            while calls < count:
+                await anyio.sleep(0.005)
+
+    async with client(app) as http, anyio.create_task_group() as group:
+        group.start_soon(http.get, "/feed")
+        await until(1)  # the leader streams, and stays open
+        group.start_soon(http.get, "/feed")
+        await until(2)  # the second request reached the app meanwhile
+        finish.set()
+    assert rc.statistics().coalesced == 0
 
 
 def test_options_are_validated() -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Awaitable
 
+import anyio
 import brotli
 import httpx
 import pytest
@@ -18,6 +20,19 @@ pytestmark = pytest.mark.anyio
 
 def client(served) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=served.base_url, timeout=10.0)
+
+
+async def gather(*requests: Awaitable[httpx.Response]) -> list[httpx.Response]:
+    """Send ``requests`` at once (asyncio or trio); their responses in order."""
+    responses: list[httpx.Response | None] = [None] * len(requests)
+
+    async def one(index: int, request: Awaitable[httpx.Response]) -> None:
+        responses[index] = await request
+
+    async with anyio.create_task_group() as group:
+        for index, request in enumerate(requests):
+            group.start_soon(one, index, request)
+    return [response for response in responses if response is not None]
 
 
 async def test_second_get_is_a_hit_with_age_and_one_date(serve) -> None:
@@ -435,3 +450,37 @@ async def test_only_if_cached_answers_504_on_a_miss(serve) -> None:
         hit = await http.get("/public", headers={"cache-control": "only-if-cached"})
     assert miss.status_code == 504
     assert hit.status_code == 200
+
+
+async def test_concurrent_misses_for_one_url_ask_the_app_once(serve) -> None:
+    served = serve()
+    async with client(served) as http:
+        responses = await gather(*(http.get("/slow") for _ in range(10)))
+    assert served.state.calls["slow"] == 1
+    assert {response.content for response in responses} == {body_of("slow", 1)}
+    labels = sorted(response.headers["x-cache"] for response in responses)
+    assert labels == ["HIT"] * 9 + ["MISS"]
+    stats = served.rc.statistics()
+    assert (stats.misses, stats.hits, stats.coalesced, stats.stores) == (1, 9, 9, 1)
+
+
+async def test_uncacheable_urls_stop_being_coalesced(serve) -> None:
+    served = serve()
+    async with client(served) as http:
+        first = await gather(*(http.get("/slow-nostore") for _ in range(5)))
+        # The first burst learnt the response is not stored: the next one is not queued
+        # behind a leader, all five reach the app together.
+        served.state.most_inflight.clear()
+        second = await gather(*(http.get("/slow-nostore") for _ in range(5)))
+    assert all(response.status_code == 200 for response in first + second)
+    assert served.state.calls["slow-nostore"] == 10
+    assert served.state.most_inflight["slow-nostore"] == 5
+    assert served.rc.statistics().coalesced == 0
+
+
+async def test_coalescing_can_be_turned_off(serve) -> None:
+    served = serve(coalesce=False)
+    async with client(served) as http:
+        await gather(*(http.get("/slow") for _ in range(4)))
+    assert served.state.calls["slow"] == 4
+    assert served.state.most_inflight["slow"] == 4
