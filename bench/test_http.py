@@ -442,3 +442,70 @@ def test_transcoding_against_the_bare_app_and_gzip(abench: AsyncBench, size: str
             f"{1e9 / first:,.0f} req/s ({gzipped / first:.1f}x), hot {1e9 / kept:,.0f} req/s "
             f"({gzipped / kept:.1f}x)"
         )
+
+
+# ------------------------------------------------ a burst of concurrent misses for one URL
+#
+# http-burst: 50 concurrent GETs for a URL nobody asked for yet (a new URL per burst), to
+# the 1 ms handler through ``httpx.ASGITransport``; the time is per burst. Without
+# coalescing every request of the burst calls the app (50 handler calls and 50 stores);
+# with it one does and 49 are answered from its stored response. The app calls per burst
+# are reported beside the times.
+
+BURST = 50
+
+
+def burst_app(**options: bool) -> tuple[Starlette, ResponseCache, list[int]]:
+    calls = [0]
+
+    async def handler(request: Request) -> Response:
+        calls[0] += 1
+        await asyncio.sleep(0.001)
+        return Response(
+            BODY, media_type="application/json", headers={"cache-control": "max-age=60"}
+        )
+
+    rc = ResponseCache(Cache(MemoryStore(max_entries=100_000)), **options)
+    app = Starlette(routes=[Route("/items/{n}", handler)])
+    app.add_middleware(ResponseCacheMiddleware, response_cache=rc)
+    return app, rc, calls
+
+
+@pytest.mark.benchmark(group="http-burst")
+def test_a_burst_of_misses_for_one_url(abench: AsyncBench) -> None:
+    bursts = 4 if QUICK else 40
+    contenders = {
+        "asyncperf, coalescing (default)": burst_app(),
+        "asyncperf, coalesce=False": burst_app(coalesce=False),
+    }
+    urls = itertools.count()
+
+    def burst(client: httpx.AsyncClient) -> Callable[[], object]:
+        async def run() -> None:
+            for _ in range(bursts):
+                path = f"/items/{next(urls)}"
+                responses = await asyncio.gather(*(client.get(path) for _ in range(BURST)))
+                assert all(len(response.content) == len(BODY) for response in responses)
+
+        return run
+
+    clients = {label: client_for(app) for label, (app, _, _) in contenders.items()}
+    variants = [
+        Variant(label, burst(client), bursts, floor=index == 1)
+        for index, (label, client) in enumerate(clients.items())
+    ]
+    try:
+        round_robin(abench, variants, rounds=CYCLES)
+    finally:
+        for client in clients.values():
+            abench.run(client.aclose())
+    for label, (_, rc, calls) in contenders.items():
+        stats = rc.statistics()
+        total = stats.hits + stats.misses
+        abench.note(
+            f"  http-burst: {label}: {calls[0] / (total / BURST):.1f} app calls per burst of"
+            f" {BURST}, {stats.coalesced} coalesced"
+        )
+    coalescing = contenders["asyncperf, coalescing (default)"]
+    assert coalescing[1].statistics().coalesced > 0
+    assert contenders["asyncperf, coalesce=False"][2][0] > coalescing[2][0]
