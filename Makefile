@@ -73,6 +73,7 @@ bench-quick: $(VENV)/.installed-dev services
 ## loadtest: wrk drives the demo app under uvicorn on loopback (bare, memory cache, Redis cache), 10 s each
 loadtest: $(VENV)/.installed-dev services
 	@command -v wrk >/dev/null || { echo "wrk missing: apt-get install -y wrk" >&2; exit 1; }
+	@mkdir -p bench/results
 	$(BIN)/python -m bench.loadtest --json bench/results/loadtest.json
 
 ## loadtest-quick: the same, 2 s per variant (CI); fails if any request failed
@@ -82,6 +83,7 @@ loadtest-quick: $(VENV)/.installed-dev services
 
 ## bench-report: full suite + load test, then regenerate docs/benchmarks.md and docs/img/*.png
 bench-report: $(VENV)/.installed-bench services
+	@mkdir -p bench/results
 	$(BIN)/pytest bench/ --benchmark-only -q -p bench.report --benchmark-json bench/results/latest.json
 	$(BIN)/python -m bench.loadtest --json bench/results/loadtest.json
 	$(BIN)/python -m bench.report bench/results/latest.json --out docs/benchmarks.md --charts docs/img/

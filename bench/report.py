@@ -655,6 +655,8 @@ def render(
         "Reproduce:",
         "",
         "```sh",
+        "make bench-report   # all three steps below",
+        "mkdir -p bench/results",
         ".venv/bin/pytest bench/ --benchmark-only -q -p bench.report"
         " --benchmark-json bench/results/latest.json",
         ".venv/bin/python -m bench.loadtest --json bench/results/loadtest.json",

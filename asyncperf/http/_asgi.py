@@ -407,6 +407,7 @@ class _Capture:
 
     async def _overflow(self) -> None:
         """A body announced (or assumed) small grew past the cap: stream the rest."""
+        self.rc.release(self.lookup)  # not stored: waiters need not sit through the stream
         if self.background:
             self.mode, self.chunks = _DISCARD, []
             return
@@ -432,9 +433,11 @@ class _Capture:
                     request_time=self.request_time,
                     response_time=self.response_time,
                 )
-                if not self.background:
-                    await self._send_reply(reply)
-                await rc.store(reply)  # the client has its answer: store behind it
+                try:
+                    if not self.background:
+                        await self._send_reply(reply)
+                finally:
+                    await rc.store(reply)  # the client has its answer (or has gone): store
             elif mode == _TEE:
                 await rc.store_streamed(
                     request,

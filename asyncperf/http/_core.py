@@ -16,7 +16,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 from urllib.parse import urljoin, urlsplit
 
 import anyio
@@ -86,6 +86,8 @@ _PREFIX_DEPTH: Final = 16
 # Hit-for-pass: how long, and for how many URLs, an unstorable response stops coalescing.
 _PASS_SECONDS: Final = 30.0
 _PASS_SLOTS: Final = 4096
+# Store writes in flight in tasks (aiohttp) before new ones run in their request instead.
+_MAX_WRITERS: Final = 256
 _DECODED_SLOTS: Final = 512
 
 
@@ -190,6 +192,7 @@ class Lookup:
             on (request coalescing); the glue calls :meth:`ResponseCache.release` when
             its response is stored or known not to be.
         stored: The response to this request was written to the store.
+        flight: The leader's ``[deadline, Event | None]`` entry its waiters watch.
     """
 
     action: str
@@ -201,6 +204,7 @@ class Lookup:
     forward: str = "uri-miss"
     leader: bool = False
     stored: bool = False
+    flight: list[Any] | None = None
 
 
 @dataclass(slots=True)
@@ -297,7 +301,7 @@ class PendingWrite:
     first by a lookup of the same URL, an invalidation or :meth:`ResponseCache.flush`
     (which then wait for it rather than read around it)."""
 
-    __slots__ = ("_done", "_job", "_owner", "_primary", "_state", "stored")
+    __slots__ = ("_done", "_job", "_owner", "_previous", "_primary", "_state", "stored")
 
     def __init__(
         self, owner: ResponseCache, primary: str, job: Callable[[], Awaitable[bool]]
@@ -308,9 +312,18 @@ class PendingWrite:
         self._state = 0  # 0: waiting, 1: running, 2: done
         self._done: anyio.Event | None = None
         self.stored = False  # the store took the response (set once run)
+        # An earlier unfinished write for the same URL (another variant, or a response
+        # that was not coalesced): written first, so whoever waits for this one waits for
+        # both, and the older response never lands after the newer.
+        self._previous = owner._pending.get(primary)
+        owner._pending[primary] = self
 
     async def run(self) -> None:
-        """Write the response, or wait for the write already under way."""
+        """Write the response, or wait for the write already under way.
+
+        The write is shielded from cancellation: whichever request runs it (its own, or a
+        lookup or invalidation that needs it first), a client going away does not lose it.
+        """
         if self._state:
             if self._state == 1:
                 if self._done is None:
@@ -320,7 +333,11 @@ class PendingWrite:
         self._state = 1
         owner = self._owner
         try:
-            self.stored = await self._job()
+            with anyio.CancelScope(shield=True):
+                previous, self._previous = self._previous, None
+                if previous is not None:
+                    await previous.run()
+                self.stored = await self._job()
         except Exception:
             owner.count_error()
             logger.warning("storing the response to %s failed", self._primary, exc_info=True)
@@ -449,6 +466,7 @@ class ResponseCache:
         self.miss_compress_size = miss_compress_size
         self.coalesce = bool(coalesce)
         self.coalesce_timeout = check_ttl(coalesce_timeout, "coalesce_timeout")
+        self._flight_life = self.coalesce_timeout or _PASS_SECONDS
         self.codings = Codings(
             zstd_level=compression_level, gzip_level=gzip_level, brotli_quality=brotli_quality
         )
@@ -463,7 +481,7 @@ class ResponseCache:
         # Store writes not yet finished, by primary key: a miss is stored after its reply
         # is sent; a lookup of that URL, an invalidation or flush() waits for its write.
         self._pending: dict[str, PendingWrite] = {}
-        self._writer: asyncio.Task[None] | None = None
+        self._writers: set[asyncio.Task[None]] = set()
         # Decoded entries by key, reused while the store returns the very same bytes object
         # (a MemoryStore does): a hit then skips parsing the header.
         self._decoded: OrderedDict[str, tuple[bytes, StoredResponse | tuple[str, ...]]] = (
@@ -474,7 +492,7 @@ class ResponseCache:
         self._bytes_served = self._bytes_saved = self._coalesced = 0
         # Request coalescing: URLs being fetched by a leader (an Event once someone waits),
         # and URLs whose last response could not be stored (hit-for-pass: not coalesced).
-        self._flights: dict[str, anyio.Event | None] = {}
+        self._flights: dict[str, list[Any]] = {}  # primary: [deadline, Event | None]
         self._passes: OrderedDict[str, float] = OrderedDict()
 
     def __repr__(self) -> str:
@@ -600,13 +618,16 @@ class ResponseCache:
                 self._misses += 1
                 return Lookup(MISS, primary, key)
             flights = self._flights
-            if primary not in flights:
-                flights[primary] = None  # the Event is made only if someone waits
+            flight = flights.get(primary)
+            if flight is None or flight[0] < time.monotonic():
+                # Nobody asks the app for this URL (or its leader outlived the timeout,
+                # never released): this request does. The Event is made only if needed.
+                flight = flights[primary] = [time.monotonic() + self._flight_life, None]
                 self._misses += 1
-                return Lookup(MISS, primary, key, leader=True)
-            event = flights[primary]
+                return Lookup(MISS, primary, key, leader=True, flight=flight)
+            event = flight[1]
             if event is None:
-                event = flights[primary] = anyio.Event()
+                event = flight[1] = anyio.Event()
             with anyio.move_on_after(self.coalesce_timeout):
                 await event.wait()
             waited = True  # then look again, once: served if the leader's response was stored
@@ -670,8 +691,10 @@ class ResponseCache:
         """Whether a miss may wait for a concurrent request's response to the same URL."""
         if not self.coalesce or request.method != "GET":
             return False  # HEAD misses are not stored
-        if "no-cache" in request_cc or "max-age" in request_cc:
-            return False  # the client asks the origin itself
+        if "no-cache" in request_cc or "max-age" in request_cc or "no-store" in request_cc:
+            return False  # the client asks the origin itself, or forbids storing
+        if self.shared and "authorization" in request.headers:
+            return False  # its response is rarely shareable: nobody should wait for it
         if "text/event-stream" in request.headers.get("accept", ""):
             return False  # an event stream is never stored, and may never end
         passes = self._passes
@@ -696,9 +719,12 @@ class ResponseCache:
         primary = lookup.primary
         if not lookup.stored and primary not in self._pending:
             self._no_coalescing(primary)
-        event = self._flights.pop(primary, None)
-        if event is not None:
-            event.set()
+        flight = self._flights.get(primary)
+        if flight is not None and flight is lookup.flight:
+            del self._flights[primary]
+        if lookup.flight is not None and lookup.flight[1] is not None:
+            lookup.flight[1].set()
+        lookup.flight = None
 
     def _no_coalescing(self, primary: str) -> None:
         """Remember that ``primary``'s response was not stored (hit-for-pass)."""
@@ -764,8 +790,6 @@ class ResponseCache:
             coding = entry.coding  # the app's own coding, sent as it came
         owned = entry.coding in ("zstd", _PLAIN, "identity")
         etag = _coded_etag(entry.etag, coding) if owned else entry.etag
-        if owned and etag and "if-none-match" in request.headers:
-            etag = self._held_etag(request.headers["if-none-match"], entry.etag, etag)
         headers = list(entry.headers)
         for name, value in headers:  # a loop, not any(<generator>): this runs on every hit
             if name == "vary" and "accept-encoding" in value.lower():
@@ -784,18 +808,20 @@ class ResponseCache:
             entry.status == 200
             and ("if-none-match" in request_headers or "if-modified-since" in request_headers)
             and request.method in ("GET", "HEAD")
-            and is_not_modified(request_headers, etag=etag, last_modified=entry.last_modified)
         ):
-            self._not_modified += 1
-            has_etag = bool(etag)
-            kept = [
-                (name, value)
-                for name, value in headers
-                if name in _NOT_MODIFIED_FIELDS
-                or name in ("age", "cache-status", self.status_header)
-                or (name == "last-modified" and not has_etag)
-            ]
-            return Reply(304, kept, b"", label)
+            held = etag
+            if owned and etag and "if-none-match" in request_headers:
+                held = self._held_etag(request_headers["if-none-match"], entry.etag, etag)
+            if is_not_modified(request_headers, etag=held, last_modified=entry.last_modified):
+                self._not_modified += 1
+                kept = [
+                    (name, held if name == "etag" else value)
+                    for name, value in headers
+                    if name in _NOT_MODIFIED_FIELDS
+                    or name in ("age", "cache-status", self.status_header)
+                    or (name == "last-modified" and not held)
+                ]
+                return Reply(304, kept, b"", label)
         if coding == "identity" and entry.coding != "zstd":
             body = entry.body  # identity, the app's own coding, or plain identity at hand
         elif coding == "zstd" and entry.coding == "zstd":
@@ -1011,7 +1037,7 @@ class ResponseCache:
             job = self._store_job(
                 request, lookup, stored, fields_map, targeted, transformable, tags, route
             )
-            write = self._pending[lookup.primary] = PendingWrite(self, lookup.primary, job)
+            write = PendingWrite(self, lookup.primary, job)
         forward = lookup.forward if lookup is not None else "bypass"
         reply = await self.serve(
             request,
@@ -1067,15 +1093,16 @@ class ResponseCache:
     async def store_later(self, reply: Reply) -> None:
         """Write the response behind ``reply`` after the caller returns (asyncio: in a
         task; elsewhere right now), for glue that cannot act after sending."""
-        if reply.write is None:
+        write = reply.write
+        if write is None:
             return
         loop = _running_loop()
-        if loop is None:
-            await reply.write.run()
+        if loop is None or len(self._writers) >= _MAX_WRITERS:
+            await write.run()  # not on asyncio, or the store is falling behind: write now
             return
-        writer = self._writer
-        if writer is None or writer.done() or writer.get_loop() is not loop:
-            self._writer = loop.create_task(self.flush(), name="asyncperf-http-store")
+        task = loop.create_task(write.run(), name="asyncperf-http-store")
+        self._writers.add(task)
+        task.add_done_callback(self._writers.discard)
 
     async def flush(self) -> None:
         """Wait until every response this process has answered is written to the store.
@@ -1084,8 +1111,8 @@ class ResponseCache:
         every invalidation wait for the writes under way. Call this before shutting the
         event loop down, or in tests that read the store directly.
         """
-        while self._pending:
-            await next(iter(self._pending.values())).run()
+        for write in list(self._pending.values()):  # those of responses answered by now
+            await write.run()
 
     def _plan(
         self,

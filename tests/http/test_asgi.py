@@ -18,7 +18,7 @@ from starlette.routing import Route
 import asyncperf.http
 from asyncperf import Cache, ConfigurationError, MemoryStore
 from asyncperf.http import ResponseCache, ResponseCacheMiddleware, cache_policy
-from asyncperf.http._core import Reply, RequestView
+from asyncperf.http._core import Lookup, Reply, RequestView
 
 pytestmark = pytest.mark.anyio
 
@@ -247,12 +247,15 @@ def _view(path: str) -> RequestView:
     )
 
 
-async def _answered(rc: ResponseCache, path: str, body: bytes) -> Reply:
+async def _answered(
+    rc: ResponseCache, path: str, body: bytes, lookup: Lookup | None = None
+) -> Reply:
     """A miss answered by the app, as the glue hands it over (nothing stored yet)."""
     view = _view(path)
-    lookup = await rc.lookup(view)
+    if lookup is None:
+        lookup = await rc.lookup(view)
+        assert lookup.leader == rc.coalesce  # nobody else asked for this URL
     assert lookup.action == "MISS"
-    assert lookup.leader  # nobody else asked for this URL
     reply = await rc.complete(
         view,
         lookup,
@@ -366,6 +369,101 @@ async def test_a_streamed_leader_does_not_hold_back_requests_for_its_url() -> No
         group.start_soon(http.get, "/feed")
         await until(2)  # the second request reached the app meanwhile
         finish.set()
+    assert rc.statistics().coalesced == 0
+
+
+async def test_two_unwritten_responses_for_one_url_are_both_invalidated() -> None:
+    rc = ResponseCache(Cache(MemoryStore()), coalesce=False)
+    # Two concurrent misses (not coalesced), answered one after the other.
+    first, second = await rc.lookup(_view("/page")), await rc.lookup(_view("/page"))
+    older = await _answered(rc, "/page", b"o" * 600, first)
+    newer = await _answered(rc, "/page", b"n" * 600, second)
+    assert await rc.invalidate(url="/page") == 1  # both written first, then removed
+    await rc.store(older)  # their own requests' calls come too late to bring them back
+    await rc.store(newer)
+    assert (await rc.lookup(_view("/page"))).action == "MISS"
+    assert rc.statistics().stores == 2
+
+
+async def _concurrently(app, paths: list[str], **headers: str) -> list[httpx.Response]:
+    responses: list[httpx.Response] = []
+    async with client(app) as http, anyio.create_task_group() as group:
+        for path in paths:
+
+            async def get(path: str = path) -> None:
+                responses.append(await http.get(path, headers=headers))
+
+            group.start_soon(get)
+    return responses
+
+
+async def test_concurrent_misses_make_one_call_to_the_app() -> None:
+    calls = 0
+
+    async def item(request: Request) -> Response:
+        nonlocal calls
+        calls += 1
+        await anyio.sleep(0.05)
+        return Response(b"x" * 800, headers={"cache-control": "max-age=60"})
+
+    app, rc = wrap(Starlette(routes=[Route("/item", item)]))
+    responses = await _concurrently(app, ["/item"] * 5)
+    assert calls == 1
+    assert sorted(response.headers["x-cache"] for response in responses) == ["HIT"] * 4 + ["MISS"]
+    assert rc.statistics().coalesced == 4
+    # Requests with Authorization never lead (their response is rarely shared) nor wait.
+    calls = 0
+    await _concurrently(app, ["/item?auth"] * 3, authorization="Bearer a")
+    assert calls == 3
+
+
+def _held_app(**options: object) -> tuple[ResponseCacheMiddleware, ResponseCache, dict[str, int]]:
+    """An app whose handler counts its calls and waits for ``state["open"]`` to be set."""
+    state: dict[str, object] = {"calls": 0, "gate": anyio.Event()}
+
+    async def item(request: Request) -> Response:
+        state["calls"] = int(state["calls"]) + 1  # type: ignore[call-overload]
+        await state["gate"].wait()  # type: ignore[attr-defined]
+        return Response(b"x" * 800, headers={"cache-control": "max-age=60"})
+
+    app, rc = wrap(Starlette(routes=[Route("/item", item)]), **options)
+    return app, rc, state  # type: ignore[return-value]
+
+
+async def _calls_reach(state: dict[str, object], count: int) -> None:
+    with anyio.fail_after(5):  # coalesce_timeout is 10 s: waiting on the leader fails this
+        while int(state["calls"]) < count:  # type: ignore[call-overload]
+            await anyio.sleep(0.005)
+
+
+async def test_a_cancelled_leader_lets_its_waiters_ask_the_app() -> None:
+    app, rc, state = _held_app()
+    leader = anyio.CancelScope()
+    async with client(app) as http, anyio.create_task_group() as group:
+
+        async def lead() -> None:
+            with leader:
+                await http.get("/item")
+
+        group.start_soon(lead)
+        await _calls_reach(state, 1)
+        group.start_soon(http.get, "/item")  # waits on the leader
+        await anyio.sleep(0.05)
+        assert state["calls"] == 1
+        leader.cancel()  # the leader's client goes away
+        await _calls_reach(state, 2)  # the waiter asks the app itself
+        state["gate"].set()  # type: ignore[attr-defined]
+    assert rc.statistics().coalesced == 0
+
+
+async def test_a_waiter_asks_the_app_after_coalesce_timeout() -> None:
+    app, rc, state = _held_app(coalesce_timeout=0.1)
+    async with client(app) as http, anyio.create_task_group() as group:
+        group.start_soon(http.get, "/item")
+        await _calls_reach(state, 1)
+        group.start_soon(http.get, "/item")
+        await _calls_reach(state, 2)
+        state["gate"].set()  # type: ignore[attr-defined]
     assert rc.statistics().coalesced == 0
 
 
