@@ -881,27 +881,9 @@ class ResponseCache:
 
     def _split_internal(
         self, headers: list[tuple[str, str]]
-    ) -> tuple[list[tuple[str, str]], list[str], str | None]:
-        """Remove this cache's fields; return the rest, the tags and the targeted value."""
-        kept: list[tuple[str, str]] = []
-        tags: list[str] = []
-        targeted: str | None = None
-        internal = self._internal
-        for name, value in headers:
-            name = name.lower()
-            if name in internal:
-                if name == self.tags_header:
-                    tags.extend(tag for tag in value.replace(",", " ").split() if tag)
-                elif name == self.targeted_header:
-                    targeted = value if targeted is None else f"{targeted}, {value}"
-                continue
-            kept.append((name, value))
-        return kept, tags, targeted
-
-    def _split_and_map(
-        self, headers: list[tuple[str, str]]
     ) -> tuple[list[tuple[str, str]], dict[str, str], list[str], str | None]:
-        """:meth:`_split_internal` and :func:`header_map` of the rest, in one pass."""
+        """Remove this cache's fields (lower-casing names); return the rest as a list and
+        as a :func:`header_map`, the tags and the targeted Cache-Control value."""
         kept: list[tuple[str, str]] = []
         fields: dict[str, str] = {}
         tags: list[str] = []
@@ -949,7 +931,7 @@ class ResponseCache:
             request_time: When the request went to the app.
             response_time: When the response came back.
         """
-        fields, fields_map, tags, targeted = self._split_and_map(headers)
+        fields, fields_map, tags, targeted = self._split_internal(headers)
         label = MISS if lookup is not None else BYPASS
         if route is not None and not route.enabled:
             if lookup is not None and lookup.action == MISS:
@@ -1019,20 +1001,9 @@ class ResponseCache:
                     reply_entry.packed = packed
             # Whether and how long to store is decided after the reply is sent: the
             # client does not wait for it (nor for compression, nor for the store).
-            stored = StoredResponse(
-                status=status,
-                headers=stored_fields,
+            stored = reply_entry.copy(
                 body=body if packed is None else packed,
                 coding=coding if packed is None else "zstd",
-                size=size,
-                etag=etag,
-                last_modified=reply_entry.last_modified,
-                request_time=request_time,
-                response_time=response_time,
-                plan=_NOT_STORED,
-                vary=names,
-                app_etag=app_etag is not None,
-                app_last_modified=last_modified is not None,
             )
             job = self._store_job(
                 request, lookup, stored, fields_map, targeted, transformable, tags, route
@@ -1206,7 +1177,7 @@ class ResponseCache:
         """
         entry = lookup.entry
         assert entry is not None
-        fields, tags, targeted = self._split_internal(headers)
+        fields, _, tags, targeted = self._split_internal(headers)
         updates = {name for name, _ in fields} - _RECOMPUTED - _HOP_BY_HOP - {"content-encoding"}
         merged = [(name, value) for name, value in entry.headers if name not in updates]
         merged.extend((name, value) for name, value in fields if name in updates)
