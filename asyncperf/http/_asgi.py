@@ -204,7 +204,7 @@ class ResponseCacheMiddleware:
             try:
                 await self._fetch(scope, receive, send, request, lookup, None)
             finally:
-                rc.release(lookup)  # requests waiting on this URL look again (or ask the app)
+                await rc.release(lookup)  # requests waiting on this URL look again (or ask the app)
 
     async def _pass_through(self, scope: Scope, receive: Receive, send: Send) -> None:
         rc = self.response_cache
@@ -371,7 +371,7 @@ class _Capture:
             if self.mode != _BUFFER:
                 # Streamed or not stored: requests waiting on this URL need not wait for
                 # the end of the stream.
-                self.rc.release(self.lookup)
+                await self.rc.release(self.lookup)
 
     async def _choose(self, more: bool, first_size: int) -> None:
         assert self.start is not None
@@ -407,7 +407,7 @@ class _Capture:
 
     async def _overflow(self) -> None:
         """A body announced (or assumed) small grew past the cap: stream the rest."""
-        self.rc.release(self.lookup)  # not stored: waiters need not sit through the stream
+        await self.rc.release(self.lookup)  # not stored: waiters need not sit through the stream
         if self.background:
             self.mode, self.chunks = _DISCARD, []
             return

@@ -13,6 +13,7 @@ import base64
 import hashlib
 import logging
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -88,6 +89,8 @@ _PASS_SECONDS: Final = 30.0
 _PASS_SLOTS: Final = 4096
 # Store writes in flight in tasks (aiohttp) before new ones run in their request instead.
 _MAX_WRITERS: Final = 256
+# Cross-process coalescing without the Redis subscription yet: look again this often.
+_UNSUBSCRIBED_RECHECK: Final = 0.05
 _DECODED_SLOTS: Final = 512
 
 
@@ -193,6 +196,7 @@ class Lookup:
             its response is stored or known not to be.
         stored: The response to this request was written to the store.
         flight: The leader's ``[deadline, Event | None]`` entry its waiters watch.
+        lease: The token of the Redis lease a ``coalesce="distributed"`` leader holds.
     """
 
     action: str
@@ -205,6 +209,7 @@ class Lookup:
     leader: bool = False
     stored: bool = False
     flight: list[Any] | None = None
+    lease: str | None = None
 
 
 @dataclass(slots=True)
@@ -393,6 +398,8 @@ class ResponseCache:
         coalesce: Concurrent misses for one URL in this process make one request to the
             app; the others wait for its response and are answered from the store. A URL
             whose response could not be stored is not coalesced for the next 30 seconds.
+            ``"distributed"``: across processes too, through a lease in the cache's Redis
+            (a Redis-backed cache only; one more round trip per miss to take it).
         coalesce_timeout: Longest wait, in seconds, for another request's response before
             asking the app anyway.
         clock: Wall clock in POSIX seconds (HTTP dates are wall-clock times).
@@ -426,7 +433,7 @@ class ResponseCache:
         gzip_level: int = 6,
         brotli_quality: int = 4,
         transcode_cache_size: int = 8 << 20,
-        coalesce: bool = True,
+        coalesce: bool | str = True,
         coalesce_timeout: float = 10.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -464,7 +471,18 @@ class ResponseCache:
         self.stale_if_error = check_ttl(stale_if_error, "stale_if_error")
         self.min_compress_size = min_compress_size
         self.miss_compress_size = miss_compress_size
+        if coalesce not in (True, False, "distributed"):
+            raise ConfigurationError(
+                f"coalesce must be True, False or 'distributed', got {coalesce!r}"
+            )
         self.coalesce = bool(coalesce)
+        self._distributed = coalesce == "distributed"
+        if self._distributed and not hasattr(cache.store, "try_lease"):
+            raise ConfigurationError(
+                "coalesce='distributed' needs a Redis-backed cache (RedisStore, "
+                f"Cache.from_url('redis://...'), Cache.tiered); this one uses "
+                f"{type(cache.store).__name__}"
+            )
         self.coalesce_timeout = check_ttl(coalesce_timeout, "coalesce_timeout")
         self._flight_life = self.coalesce_timeout or _PASS_SECONDS
         self.codings = Codings(
@@ -623,8 +641,15 @@ class ResponseCache:
                 # Nobody asks the app for this URL (or its leader outlived the timeout,
                 # never released): this request does. The Event is made only if needed.
                 flight = flights[primary] = [time.monotonic() + self._flight_life, None]
+                leader = Lookup(MISS, primary, key, leader=True, flight=flight)
+                if self._distributed and await self._led_elsewhere(leader):
+                    # Another process asked the app and has answered (or given up): look
+                    # again, with this process's waiters.
+                    await self.release(leader)
+                    waited = True
+                    continue
                 self._misses += 1
-                return Lookup(MISS, primary, key, leader=True, flight=flight)
+                return leader
             event = flight[1]
             if event is None:
                 event = flight[1] = anyio.Event()
@@ -706,12 +731,14 @@ class ResponseCache:
                 del passes[primary]
         return True
 
-    def release(self, lookup: Lookup) -> None:
+    async def release(self, lookup: Lookup) -> None:
         """Wake the requests waiting on this leader's response (idempotent).
 
         Called by the glue once the response is stored, or known not to be; a URL whose
         response was not stored is then not coalesced for a while (hit-for-pass), so
-        uncacheable routes never make concurrent requests queue behind each other.
+        uncacheable routes never make concurrent requests queue behind each other. A
+        distributed leader writes its response first, then releases its lease, which
+        wakes the other processes' waiters.
         """
         if not lookup.leader:
             return
@@ -725,6 +752,54 @@ class ResponseCache:
         if lookup.flight is not None and lookup.flight[1] is not None:
             lookup.flight[1].set()
         lookup.flight = None
+        token, lookup.lease = lookup.lease, None
+        if token is not None:
+            with anyio.CancelScope(shield=True):
+                write = self._pending.get(primary)
+                if write is not None:
+                    await write.run()  # other processes cannot see our unwritten response
+                try:
+                    await self.cache.store.release_lease(self._lease_name(primary), token)  # type: ignore[attr-defined]
+                except Exception:  # it expires on its own after coalesce_timeout
+                    logger.debug("releasing the lease on %s failed", primary, exc_info=True)
+
+    def _lease_name(self, primary: str) -> str:
+        return f"{self.cache.name}:{primary}"
+
+    async def _led_elsewhere(self, lookup: Lookup) -> bool:
+        """Take the cross-process lease on the URL, or wait for the process holding it.
+
+        Returns True when another process held it (and has released it, or the wait timed
+        out): the caller looks again. False when this request holds it, or when Redis
+        cannot be asked now (then it leads for this process only).
+        """
+        store: Any = self.cache.store
+        if not store.available():
+            return False
+        name = self._lease_name(lookup.primary)
+        token = uuid.uuid4().hex
+        try:
+            held_for = await store.try_lease(name, token, self._flight_life)
+        except Exception:
+            logger.debug("taking the lease on %s failed", lookup.primary, exc_info=True)
+            return False
+        if held_for == 0.0:
+            lookup.lease = token
+            return False
+
+        async def answered() -> bool:
+            return await self._read(lookup.primary) is not None
+
+        deadline = time.monotonic() + min(self._flight_life, held_for + 0.05)
+        try:
+            while (remaining := deadline - time.monotonic()) > 0:
+                if not await store.ensure_listener():
+                    remaining = min(remaining, _UNSUBSCRIBED_RECHECK)  # a release may be missed
+                if await store.wait_for_lease(name, remaining, answered):
+                    break
+        except Exception:
+            logger.debug("waiting for the lease on %s failed", lookup.primary, exc_info=True)
+        return True
 
     def _no_coalescing(self, primary: str) -> None:
         """Remember that ``primary``'s response was not stored (hit-for-pass)."""

@@ -184,7 +184,7 @@ def response_cache_middleware(response_cache: ResponseCache) -> Middleware:
         try:
             result = await _fetch(rc, request, handler, view, lookup, route, background=False)
         finally:
-            rc.release(lookup)  # requests waiting on this URL look again (or ask the app)
+            await rc.release(lookup)  # requests waiting on this URL look again (or ask the app)
         assert result is not None
         return result
 

@@ -266,7 +266,7 @@ async def _answered(
         request_time=rc.now(),
         response_time=rc.now(),
     )
-    rc.release(lookup)  # as the glue does once the reply is sent
+    await rc.release(lookup)  # as the glue does once the reply is sent
     return reply
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 
+import anyio
 import httpx
 import pytest
 import redis.asyncio as redis_asyncio
@@ -14,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from asyncperf import Cache, RedisStore
+from asyncperf import Cache, ConfigurationError, RedisStore
 from asyncperf.http import ResponseCache, ResponseCacheMiddleware
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -80,3 +81,79 @@ async def test_invalidation_reaches_another_process(prefix: str) -> None:
     finally:
         await app_cache.aclose()
         await admin_cache.aclose()
+
+
+async def test_distributed_coalescing_asks_the_app_once_across_processes(prefix: str) -> None:
+    calls = 0
+
+    async def endpoint(request: Request) -> Response:
+        nonlocal calls
+        calls += 1
+        await anyio.sleep(0.2)
+        return Response(b"report " * 200, headers={"cache-control": "max-age=60"})
+
+    def process() -> tuple[httpx.AsyncClient, ResponseCache]:
+        """One worker: its own Redis client, cache and ResponseCache (its own flights)."""
+        rc = ResponseCache(
+            Cache(RedisStore(REDIS_URL, prefix=prefix), fallback=None), coalesce="distributed"
+        )
+        app = ResponseCacheMiddleware(
+            Starlette(routes=[Route("/report", endpoint)]), response_cache=rc
+        )
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://x")
+        return client, rc
+
+    workers = [process() for _ in range(3)]
+    responses: list[httpx.Response] = []
+
+    async def get(client: httpx.AsyncClient) -> None:
+        responses.append(await client.get("/report"))
+
+    async with anyio.create_task_group() as group:
+        for client, _ in workers:
+            for _ in range(4):
+                group.start_soon(get, client)
+    for client, rc in workers:
+        await client.aclose()
+        await rc.cache.aclose()
+    assert calls == 1
+    assert len(responses) == 12
+    assert {response.content for response in responses} == {b"report " * 200}
+    assert sorted(response.headers["x-cache"] for response in responses) == ["HIT"] * 11 + ["MISS"]
+    assert sum(rc.statistics().coalesced for _, rc in workers) == 11
+
+
+def test_distributed_coalescing_needs_redis() -> None:
+    with pytest.raises(ConfigurationError, match="Redis-backed"):
+        ResponseCache(Cache(), coalesce="distributed")
+    with pytest.raises(ConfigurationError, match="coalesce"):
+        ResponseCache(Cache(), coalesce="cluster")
+
+
+async def test_distributed_coalescing_degrades_to_this_process_when_redis_is_down() -> None:
+    calls = 0
+
+    async def endpoint(request: Request) -> Response:
+        nonlocal calls
+        calls += 1
+        await anyio.sleep(0.05)
+        return Response(b"report " * 200, headers={"cache-control": "max-age=60"})
+
+    # Nothing listens on port 1: every Redis call fails fast; the memory fallback serves.
+    cache = Cache.from_url("redis://127.0.0.1:1/0?op_timeout=0.2")
+    rc = ResponseCache(cache, coalesce="distributed")
+    app = ResponseCacheMiddleware(Starlette(routes=[Route("/report", endpoint)]), response_cache=rc)
+    responses: list[httpx.Response] = []
+    async with (
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://x") as client,
+        anyio.create_task_group() as group,
+    ):
+        for _ in range(5):
+
+            async def get() -> None:
+                responses.append(await client.get("/report"))
+
+            group.start_soon(get)
+    await cache.aclose()
+    assert [response.status_code for response in responses] == [200] * 5
+    assert calls == 1  # still coalesced within the process
