@@ -17,7 +17,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Literal
 from urllib.parse import urljoin, urlsplit
 
 import anyio
@@ -433,7 +433,7 @@ class ResponseCache:
         gzip_level: int = 6,
         brotli_quality: int = 4,
         transcode_cache_size: int = 8 << 20,
-        coalesce: bool | str = True,
+        coalesce: bool | Literal["distributed"] = True,
         coalesce_timeout: float = 10.0,
         clock: Callable[[], float] = time.time,
     ) -> None:

@@ -127,7 +127,7 @@ def test_distributed_coalescing_needs_redis() -> None:
     with pytest.raises(ConfigurationError, match="Redis-backed"):
         ResponseCache(Cache(), coalesce="distributed")
     with pytest.raises(ConfigurationError, match="coalesce"):
-        ResponseCache(Cache(), coalesce="cluster")
+        ResponseCache(Cache(), coalesce="cluster")  # type: ignore[arg-type]
 
 
 async def test_distributed_coalescing_degrades_to_this_process_when_redis_is_down() -> None:
