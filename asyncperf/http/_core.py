@@ -191,11 +191,11 @@ class Lookup:
         age: Its current age in seconds.
         stale_if_error: The entry may replace an error from the app.
         forward: Why the app is asked (for ``Cache-Status``).
-        leader: This request asks the app for a URL other requests in this process wait
-            on (request coalescing); the glue calls :meth:`ResponseCache.release` when
-            its response is stored or known not to be.
         stored: The response to this request was written to the store.
-        flight: The leader's ``[deadline, Event | None]`` entry its waiters watch.
+        flight: Set when this request leads (request coalescing): the
+            ``[deadline, Event | None]`` entry other requests for the URL wait on; the glue
+            calls :meth:`ResponseCache.release` once its response is stored, or known not
+            to be.
         lease: The token of the Redis lease a ``coalesce="distributed"`` leader holds.
     """
 
@@ -206,10 +206,14 @@ class Lookup:
     age: float = 0.0
     stale_if_error: bool = False
     forward: str = "uri-miss"
-    leader: bool = False
     stored: bool = False
     flight: list[Any] | None = None
     lease: str | None = None
+
+    @property
+    def leader(self) -> bool:
+        """This request asks the app for a URL other requests in this process wait on."""
+        return self.flight is not None
 
 
 @dataclass(slots=True)
@@ -641,7 +645,7 @@ class ResponseCache:
                 # Nobody asks the app for this URL (or its leader outlived the timeout,
                 # never released): this request does. The Event is made only if needed.
                 flight = flights[primary] = [time.monotonic() + self._flight_life, None]
-                leader = Lookup(MISS, primary, key, leader=True, flight=flight)
+                leader = Lookup(MISS, primary, key, flight=flight)
                 if self._distributed and await self._led_elsewhere(leader):
                     # Another process asked the app and has answered (or given up): look
                     # again, with this process's waiters.
@@ -740,18 +744,16 @@ class ResponseCache:
         distributed leader writes its response first, then releases its lease, which
         wakes the other processes' waiters.
         """
-        if not lookup.leader:
+        flight, lookup.flight = lookup.flight, None
+        if flight is None:
             return
-        lookup.leader = False
         primary = lookup.primary
         if not lookup.stored and primary not in self._pending:
             self._no_coalescing(primary)
-        flight = self._flights.get(primary)
-        if flight is not None and flight is lookup.flight:
+        if self._flights.get(primary) is flight:
             del self._flights[primary]
-        if lookup.flight is not None and lookup.flight[1] is not None:
-            lookup.flight[1].set()
-        lookup.flight = None
+        if flight[1] is not None:
+            flight[1].set()
         token, lookup.lease = lookup.lease, None
         if token is not None:
             with anyio.CancelScope(shield=True):

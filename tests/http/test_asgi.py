@@ -417,54 +417,55 @@ async def test_concurrent_misses_make_one_call_to_the_app() -> None:
     assert calls == 3
 
 
-def _held_app(**options: object) -> tuple[ResponseCacheMiddleware, ResponseCache, dict[str, int]]:
-    """An app whose handler counts its calls and waits for ``state["open"]`` to be set."""
-    state: dict[str, object] = {"calls": 0, "gate": anyio.Event()}
+class _Held:
+    """An app behind a ResponseCache whose handler counts its calls and waits for ``gate``."""
 
-    async def item(request: Request) -> Response:
-        state["calls"] = int(state["calls"]) + 1  # type: ignore[call-overload]
-        await state["gate"].wait()  # type: ignore[attr-defined]
-        return Response(b"x" * 800, headers={"cache-control": "max-age=60"})
+    def __init__(self, **options: object) -> None:
+        self.calls = 0
+        self.gate = anyio.Event()
 
-    app, rc = wrap(Starlette(routes=[Route("/item", item)]), **options)
-    return app, rc, state  # type: ignore[return-value]
+        async def item(request: Request) -> Response:
+            self.calls += 1
+            await self.gate.wait()
+            return Response(b"x" * 800, headers={"cache-control": "max-age=60"})
 
+        self.app, self.rc = wrap(Starlette(routes=[Route("/item", item)]), **options)
 
-async def _calls_reach(state: dict[str, object], count: int) -> None:
-    with anyio.fail_after(5):  # coalesce_timeout is 10 s: waiting on the leader fails this
-        while int(state["calls"]) < count:  # type: ignore[call-overload]
-            await anyio.sleep(0.005)
+    async def calls_reach(self, count: int) -> None:
+        with anyio.fail_after(5):  # coalesce_timeout is 10 s: waiting on the leader fails this
+            while self.calls < count:
+                await anyio.sleep(0.005)
 
 
 async def test_a_cancelled_leader_lets_its_waiters_ask_the_app() -> None:
-    app, rc, state = _held_app()
+    held = _Held()
     leader = anyio.CancelScope()
-    async with client(app) as http, anyio.create_task_group() as group:
+    async with client(held.app) as http, anyio.create_task_group() as group:
 
         async def lead() -> None:
             with leader:
                 await http.get("/item")
 
         group.start_soon(lead)
-        await _calls_reach(state, 1)
+        await held.calls_reach(1)
         group.start_soon(http.get, "/item")  # waits on the leader
         await anyio.sleep(0.05)
-        assert state["calls"] == 1
+        assert held.calls == 1
         leader.cancel()  # the leader's client goes away
-        await _calls_reach(state, 2)  # the waiter asks the app itself
-        state["gate"].set()  # type: ignore[attr-defined]
-    assert rc.statistics().coalesced == 0
+        await held.calls_reach(2)  # the waiter asks the app itself
+        held.gate.set()
+    assert held.rc.statistics().coalesced == 0
 
 
 async def test_a_waiter_asks_the_app_after_coalesce_timeout() -> None:
-    app, rc, state = _held_app(coalesce_timeout=0.1)
-    async with client(app) as http, anyio.create_task_group() as group:
+    held = _Held(coalesce_timeout=0.1)
+    async with client(held.app) as http, anyio.create_task_group() as group:
         group.start_soon(http.get, "/item")
-        await _calls_reach(state, 1)
+        await held.calls_reach(1)
         group.start_soon(http.get, "/item")
-        await _calls_reach(state, 2)
-        state["gate"].set()  # type: ignore[attr-defined]
-    assert rc.statistics().coalesced == 0
+        await held.calls_reach(2)
+        held.gate.set()
+    assert held.rc.statistics().coalesced == 0
 
 
 def test_options_are_validated() -> None:
