@@ -249,27 +249,28 @@ async def test_tiered_serves_l1_during_outage_and_flushes_it_on_recovery(
 async def test_password_and_acl_urls(tmp_path: Path) -> None:
     secured = start_redis(tmp_path)
     secured.command("CONFIG", "SET", "requirepass", "s3cret-pass")
+    # A generous op_timeout where the server must answer: a first command (connect, AUTH,
+    # SELECT) on a loaded CI machine can take longer than the default, and a write made
+    # during that "outage" lands in the memory fallback only.
+    base = f"127.0.0.1:{secured.port}/0"
     try:
-        cache = Cache.from_url(f"redis://:s3cret-pass@127.0.0.1:{secured.port}/0?prefix=pw")
-        await cache.set("k", "v")
-        assert await cache.get("k") == "v"
-        await cache.aclose()
-        wrong = Cache.from_url(f"redis://:nope@127.0.0.1:{secured.port}/0?op_timeout=0.5")
-        assert await wrong.get_or_set("k", lambda: "loaded") == "loaded"
-        assert not (await wrong.health()).ok
-        assert wrong.statistics().backend_failures >= 1
-        await wrong.aclose()
+        async with Cache.from_url(f"redis://:s3cret-pass@{base}?prefix=pw&op_timeout=5") as cache:
+            await cache.set("k", "v")
+            assert await cache.get("k") == "v"
+        async with Cache.from_url(f"redis://:nope@{base}?op_timeout=0.5") as wrong:
+            assert await wrong.get_or_set("k", lambda: "loaded") == "loaded"
+            assert not (await wrong.health()).ok
+            assert wrong.statistics().backend_failures >= 1
 
         admin = redis_asyncio.Redis(port=secured.port, password="s3cret-pass")
         await admin.execute_command(
             "ACL", "SETUSER", "app", "on", ">app-pass", "~pw-acl*", "&*", "+@all"
         )
         await admin.aclose()
-        acl = Cache.from_url(f"redis://app:app-pass@127.0.0.1:{secured.port}/0?prefix=pw-acl")
-        await acl.set("k", "acl")
-        assert await acl.get("k") == "acl"
-        assert (await acl.health()).ok
-        await acl.aclose()
+        async with Cache.from_url(f"redis://app:app-pass@{base}?prefix=pw-acl&op_timeout=5") as acl:
+            await acl.set("k", "acl")
+            assert await acl.get("k") == "acl"
+            assert (await acl.health()).ok
     finally:
         secured.shutdown()
 
