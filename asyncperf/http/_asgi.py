@@ -49,11 +49,16 @@ _ERROR_STALE: Final = 5  # the app failed; stale-if-error answers instead
 _DISCARD: Final = 6  # background revalidation that cannot be stored
 
 
+def _text(data: Any) -> str:
+    """Decode a header name or value (ASGI gives ``bytes``; tolerate other buffers)."""
+    return (data if type(data) is bytes else bytes(data)).decode("latin-1")
+
+
 def _text_headers(raw: Any) -> list[tuple[str, str]]:
-    return [
-        (bytes(name).decode("latin-1").lower(), bytes(value).decode("latin-1"))
-        for name, value in raw
-    ]
+    try:
+        return [(name.decode("latin-1").lower(), value.decode("latin-1")) for name, value in raw]
+    except AttributeError:  # a buffer without .decode (memoryview)
+        return [(_text(name).lower(), _text(value)) for name, value in raw]
 
 
 def _raw_headers(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
@@ -62,12 +67,13 @@ def _raw_headers(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
 
 def request_view(scope: Scope) -> RequestView:
     """Return the cache's view of an ASGI HTTP scope."""
-    headers: dict[str, str] = {}
-    for raw_name, raw_value in scope.get("headers", ()):
-        name = bytes(raw_name).decode("latin-1").lower()
-        value = bytes(raw_value).decode("latin-1")
-        previous = headers.get(name)
-        headers[name] = value if previous is None else f"{previous}, {value}"
+    pairs = _text_headers(scope.get("headers", ()))
+    headers = dict(pairs)
+    if len(headers) < len(pairs):  # repeated fields: join them (rare, so checked after)
+        headers = {}
+        for name, value in pairs:
+            previous = headers.get(name)
+            headers[name] = value if previous is None else f"{previous}, {value}"
     host = headers.get("host")
     if host is None:
         server = scope.get("server")
