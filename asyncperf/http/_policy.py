@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import calendar
 import email.utils
+import functools
 import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 __all__ = [
     "HEURISTIC_STATUSES",
@@ -234,12 +235,97 @@ def plan_storage(
     Returns:
         The plan, or ``None`` when the response must not be stored.
     """
+    get = response_headers.get
+    rules = _rules(
+        status,
+        request_headers.get("cache-control"),
+        "authorization" in request_headers,
+        get("cache-control"),
+        targeted,
+        "set-cookie" in response_headers,
+        get("vary"),
+        "expires" in response_headers,
+        shared,
+        default_ttl,
+        route_ttl,
+        stale_while_revalidate,
+        stale_if_error,
+        store_set_cookie,
+    )
+    if rules is None:
+        return None
+    date = parse_http_date(get("date"))
+    lifetime = rules.lifetime
+    if rules.source == _FROM_EXPIRES:
+        expires = parse_http_date(get("expires"))
+        # An invalid Expires (0, a bad format) means "already expired" (RFC 9111 §5.3).
+        lifetime = 0.0 if expires is None else max(0.0, expires - (date or response_time))
+    elif rules.source == _FROM_LAST_MODIFIED:
+        modified = parse_http_date(get("last-modified"))
+        if modified is None:
+            return None
+        since = (date or response_time) - modified
+        lifetime = min(_HEURISTIC_CAP, max(0.0, since * _HEURISTIC_FRACTION))
+    plan = Plan(
+        lifetime=lifetime,
+        initial_age=initial_age(response_headers, request_time, response_time, date),
+        always_revalidate=rules.always_revalidate,
+        no_stale=rules.no_stale,
+        stale_while_revalidate=rules.stale_while_revalidate,
+        stale_if_error=rules.stale_if_error,
+        authorized_ok=rules.authorized_ok,
+        strip=rules.strip,
+    )
+    if plan.keep <= 0.0:
+        return None
+    return plan
+
+
+# Where a storable response's lifetime comes from (RFC 9111 §4.2.1, in that order).
+_EXPLICIT: Final = 0  # route override, s-maxage, max-age or default_ttl: known up front
+_FROM_EXPIRES: Final = 1  # Expires minus Date: per response
+_FROM_LAST_MODIFIED: Final = 2  # heuristic from Last-Modified: per response
+
+
+class _Rules(NamedTuple):
+    source: int
+    lifetime: float
+    always_revalidate: bool
+    no_stale: bool
+    stale_while_revalidate: float
+    stale_if_error: float
+    authorized_ok: bool
+    strip: frozenset[str]
+
+
+@functools.lru_cache(maxsize=1024)
+def _rules(
+    status: int,
+    request_cache_control: str | None,
+    authorization: bool,
+    cache_control: str | None,
+    targeted: str | None,
+    set_cookie: bool,
+    vary: str | None,
+    expires: bool,
+    shared: bool,
+    default_ttl: float | None,
+    route_ttl: float | None,
+    stale_while_revalidate: float | None,
+    stale_if_error: float | None,
+    store_set_cookie: bool,
+) -> _Rules | None:
+    """What :func:`plan_storage` decides from directives alone (``None``: not storable).
+
+    An app answers most requests with the same few header values, so this is memoised:
+    the times and dates of each response are applied by the caller.
+    """
     if status not in _STORABLE_STATUSES:
         return None
-    request_cc = parse_directives(request_headers.get("cache-control"))
+    request_cc = parse_directives(request_cache_control)
     if "no-store" in request_cc:
         return None
-    directives = parse_directives(response_headers.get("cache-control"))
+    directives = parse_directives(cache_control)
     if targeted is not None:
         # RFC 9213: a valid targeted field replaces Cache-Control for this cache.
         targeted_directives = parse_directives(targeted)
@@ -256,17 +342,17 @@ def plan_storage(
     if "no-cache" in directives:
         strip |= _qualified_fields(directives["no-cache"])
     always_revalidate = "no-cache" in directives and not directives["no-cache"]
-    if "set-cookie" in response_headers and "set-cookie" not in strip:
+    if set_cookie and "set-cookie" not in strip:
         if not store_set_cookie:
             return None
         strip.add("set-cookie")
     authorized_ok = any(name in directives for name in ("public", "s-maxage", "must-revalidate"))
-    if shared and "authorization" in request_headers and not authorized_ok:
+    if shared and authorization and not authorized_ok:
         return None
-    if vary_names(response_headers.get("vary")) is None:
+    if vary_names(vary) is None:
         return None  # Vary: * never matches (RFC 9111 §4.1)
 
-    date = parse_http_date(response_headers.get("date"))
+    source = _EXPLICIT
     lifetime: float | None = None
     if route_ttl is not None:
         lifetime = route_ttl if status in HEURISTIC_STATUSES else None
@@ -274,19 +360,14 @@ def plan_storage(
         lifetime = _seconds(parse_delta(directives["s-maxage"]))
     if lifetime is None and "max-age" in directives:
         lifetime = _seconds(parse_delta(directives["max-age"]))
-    if lifetime is None and "expires" in response_headers:
-        expires = parse_http_date(response_headers["expires"])
-        # An invalid Expires (0, a bad format) means "already expired" (RFC 9111 §5.3).
-        lifetime = 0.0 if expires is None else max(0.0, expires - (date or response_time))
-    if lifetime is None and status in HEURISTIC_STATUSES:
+    if lifetime is None and expires:
+        source = _FROM_EXPIRES
+    elif lifetime is None and status in HEURISTIC_STATUSES:
         if default_ttl is not None:
             lifetime = default_ttl
         else:
-            modified = parse_http_date(response_headers.get("last-modified"))
-            if modified is not None:
-                since = (date or response_time) - modified
-                lifetime = min(_HEURISTIC_CAP, max(0.0, since * _HEURISTIC_FRACTION))
-    if lifetime is None:
+            source = _FROM_LAST_MODIFIED
+    elif lifetime is None:
         return None
 
     swr = parse_delta(directives.get("stale-while-revalidate"))
@@ -294,9 +375,9 @@ def plan_storage(
     no_stale = any(name in directives for name in ("must-revalidate", "proxy-revalidate")) or (
         shared and "s-maxage" in directives
     )
-    plan = Plan(
-        lifetime=float(lifetime),
-        initial_age=initial_age(response_headers, request_time, response_time, date),
+    return _Rules(
+        source=source,
+        lifetime=float(lifetime or 0.0),
         always_revalidate=always_revalidate,
         no_stale=no_stale,
         stale_while_revalidate=_seconds(swr if swr is not None else stale_while_revalidate),
@@ -304,9 +385,6 @@ def plan_storage(
         authorized_ok=authorized_ok,
         strip=frozenset(strip),
     )
-    if plan.keep <= 0.0:
-        return None
-    return plan
 
 
 def initial_age(
