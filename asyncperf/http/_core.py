@@ -1218,7 +1218,14 @@ class ResponseCache:
     def _tags(
         self, request: RequestView, tags: Iterable[str], route: RoutePolicy | None
     ) -> list[str]:
-        all_tags = ["u:" + request.target, *prefix_tags(request.path)]
+        target = request.target
+        all_tags = prefix_tags(request.path)
+        if all_tags and all_tags[-1][2:] == target:
+            # A plain URL's own prefix tag names what its URL tag names (invalidate(prefix)
+            # asks for both): one tag, one index set fewer per stored response.
+            all_tags[-1] = "u:" + target
+        else:
+            all_tags.append("u:" + target)
         all_tags.extend("t:" + tag for tag in tags)
         if route is not None:
             all_tags.extend("t:" + tag for tag in route.expand_tags(request.params))
@@ -1370,6 +1377,7 @@ class ResponseCache:
                 self._invalidations += 1
                 return removed + (await self.invalidate(url=url, tags=tags) if url or tags else 0)
             wanted.append(tag)
+            wanted.append("u:" + tag[2:])  # the prefix itself, as a URL (see _tags)
         wanted.extend("t:" + tag for tag in tags)
         if not wanted:
             return 0

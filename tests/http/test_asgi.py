@@ -301,6 +301,59 @@ async def test_invalidation_and_flush_wait_for_unwritten_responses() -> None:
     assert (await rc.lookup(_view("/users/3"))).action == "HIT"
 
 
+async def test_prefix_invalidation_follows_segment_boundaries() -> None:
+    rc = ResponseCache(Cache(MemoryStore()))
+    targets = [
+        "/users",
+        "/users/1",
+        "/users/1?full=1",
+        "/users/1/",
+        "/users/1/posts",
+        "/usersettings",
+        "/other",
+    ]
+
+    def view(target: str) -> RequestView:
+        path, _, query = target.partition("?")
+        return RequestView(
+            method="GET", scheme="http", host="test", path=path, query=query, headers={}
+        )
+
+    for target in targets:
+        request = view(target)
+        lookup = await rc.lookup(request)
+        reply = await rc.complete(
+            request,
+            lookup,
+            status=200,
+            headers=[("cache-control", "max-age=60")],
+            body=target.encode(),
+            route=None,
+            request_time=rc.now(),
+            response_time=rc.now(),
+        )
+        await rc.store(reply)
+        await rc.release(lookup)
+
+    async def cached() -> set[str]:
+        found = set()
+        for target in targets:
+            lookup = await rc.lookup(view(target))
+            await rc.release(lookup)
+            if lookup.action == "HIT":
+                found.add(target)
+        return found
+
+    assert await cached() == set(targets)
+    # The prefix itself, its queries, a trailing slash and deeper paths; not /users.
+    assert await rc.invalidate(prefix="/users/1/") == 4
+    assert await cached() == {"/users", "/usersettings", "/other"}
+    assert await rc.invalidate(prefix="/users") == 1  # not /usersettings
+    assert await cached() == {"/usersettings", "/other"}
+    assert await rc.invalidate(url="/other") == 1
+    assert await cached() == {"/usersettings"}
+
+
 async def test_a_failed_store_write_is_counted_and_the_client_still_answered(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
