@@ -435,7 +435,8 @@ class Cache:
             return ()
         checked = _check_tags(tags)
         if self._prefix:
-            return tuple(self._prefix + tag for tag in checked)
+            prefix = self._prefix
+            return tuple([prefix + tag for tag in checked])  # a list first: no generator
         return checked
 
     # -- failure handling --------------------------------------------------------------------

@@ -383,7 +383,6 @@ class _Capture:
         assert self.start is not None
         status = int(self.start["status"])
         rc, lookup = self.rc, self.lookup
-        fields = dict(self.headers)
         if self.validating and status == 304:
             self.mode = _NOT_MODIFIED
         elif lookup.stale_if_error and lookup.entry is not None and status in SERVER_ERRORS:
@@ -399,6 +398,7 @@ class _Capture:
             if not self.background:
                 await self._send_start(MISS, cacheable=True)
         else:
+            fields = dict(self.headers)
             length = fields.get("content-length", "")
             streamed_events = fields.get("content-type", "").startswith("text/event-stream")
             if streamed_events or (length.isdigit() and int(length) > rc.max_body_size):

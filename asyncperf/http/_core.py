@@ -267,6 +267,16 @@ def _digest(data: bytes, size: int = 12) -> str:
     return base64.urlsafe_b64encode(hashlib.blake2b(data, digest_size=size).digest()).decode()
 
 
+def _body_etag(body: bytes) -> str:
+    """Return a strong validator for a body this cache hashes itself.
+
+    80 bits of SHA-1: hardware-accelerated on current CPUs, twice as fast as BLAKE2b
+    here, and a validator needs no resistance against the app whose bodies it tells apart
+    (keys built from request data use BLAKE2b, :func:`_digest`).
+    """
+    return f'"{hashlib.sha1(body, usedforsecurity=False).hexdigest()[:20]}"'
+
+
 def _coded_etag(etag: str, coding: str) -> str:
     """Return a validator specific to ``coding`` (RFC 9110 §8.8.1: one tag per coding)."""
     if coding in ("identity", _PLAIN):
@@ -1029,10 +1039,12 @@ class ResponseCache:
         owned = app_coding is None or app_coding.strip().lower() == "identity"
         cache_control = fields_map.get("cache-control")
         transformable = owned and (
-            not cache_control or "no-transform" not in parse_directives(cache_control)
+            not cache_control
+            or "no-transform" not in cache_control.lower()  # no need to parse, then
+            or "no-transform" not in parse_directives(cache_control)
         )
         app_etag = fields_map.get("etag")
-        etag = app_etag or (f'"{_digest(body)}"' if status == 200 else "")
+        etag = app_etag or (_body_etag(body) if status == 200 else "")
         last_modified = parse_http_date(fields_map.get("last-modified"))
         date = parse_http_date(fields_map.get("date"))
         names = vary_names(fields_map.get("vary")) or ()

@@ -147,7 +147,7 @@ class StoredResponse:
                     plan.stale_while_revalidate,
                     plan.stale_if_error,
                     plan.authorized_ok,
-                    sorted(plan.strip),
+                    sorted(plan.strip) if plan.strip else [],
                 ],
             }
         )
