@@ -55,6 +55,8 @@ def _text(data: Any) -> str:
 
 
 def _text_headers(raw: Any) -> list[tuple[str, str]]:
+    if type(raw) is not list:
+        raw = list(raw)  # any iterable, read once (the fallback below reads it again)
     try:
         return [(name.decode("latin-1").lower(), value.decode("latin-1")) for name, value in raw]
     except AttributeError:  # a buffer without .decode (memoryview)
