@@ -43,11 +43,12 @@ class Codings:
         self.brotli_quality = brotli_quality
         self.brotli = brotli_module()
         self._local = threading.local()
+        self._available = ("zstd", "br", "gzip") if self.brotli is not None else ("zstd", "gzip")
 
     @property
     def available(self) -> tuple[str, ...]:
         """Codings this process can produce from a zstd-stored body."""
-        return ("zstd", "br", "gzip") if self.brotli is not None else ("zstd", "gzip")
+        return self._available
 
     def _compressor(self) -> zstandard.ZstdCompressor:
         compressor: zstandard.ZstdCompressor | None = getattr(self._local, "c", None)

@@ -497,6 +497,15 @@ def choose_encoding(accept_encoding: str | None, available: Iterable[str]) -> st
     """
     if not accept_encoding:
         return "identity"
+    return _choose_encoding(
+        accept_encoding, available if type(available) is tuple else tuple(available)
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _choose_encoding(accept_encoding: str, available: tuple[str, ...]) -> str:
+    """:func:`choose_encoding`, memoised: clients send a handful of distinct values, and
+    parsing one with its q-values costs more than the rest of serving a hit's headers."""
     accepted = parse_accept_encoding(accept_encoding)
     star = accepted.get("*")
     offered = set(available)
