@@ -212,6 +212,99 @@ def test_hits_and_misses_against_the_bare_app(abench: AsyncBench) -> None:
         )
 
 
+# ------------------------------------------- the middleware's own cost, without a client
+
+DIRECT_REQUESTS = 200 if QUICK else 2000
+
+
+async def _direct_receive() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+async def _direct_send(message: Message) -> None:
+    pass
+
+
+def _direct_scope(path: str) -> Scope:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"bench"),
+            (b"accept", b"*/*"),
+            (b"accept-encoding", b"gzip, deflate, br, zstd"),
+            (b"connection", b"keep-alive"),
+            (b"user-agent", b"python-httpx/0.28.1"),
+        ],
+        "server": ("bench", 80),
+        "client": ("127.0.0.1", 50000),
+    }
+
+
+def direct(app: ASGIApp, paths: Callable[[], str]) -> Callable[[], Awaitable[None]]:
+    async def run() -> None:
+        for _ in range(DIRECT_REQUESTS):
+            await app(_direct_scope(paths()), _direct_receive, _direct_send)
+
+    return run
+
+
+async def instant(request: Request) -> Response:
+    return Response(BODY, media_type="application/json", headers={"cache-control": "max-age=3600"})
+
+
+@pytest.mark.benchmark(group="http-direct")
+def test_middleware_cost_without_a_client(abench: AsyncBench) -> None:
+    """The ASGI app called directly (no HTTP client, no 1 ms sleep): what each variant
+    costs the server per request, without httpx's ~200 µs per request around it."""
+
+    def app() -> Starlette:
+        return Starlette(routes=[Route("/items/{n}", instant)])
+
+    def cached() -> tuple[Starlette, ResponseCache]:
+        rc = ResponseCache(Cache(MemoryStore(max_entries=1_000_000)))
+        wrapped = app()
+        wrapped.add_middleware(ResponseCacheMiddleware, response_cache=rc)
+        return wrapped, rc
+
+    hit_app, hit_rc = cached()
+    miss_app, miss_rc = cached()
+    essential_app = app()
+    essential_app.add_middleware(EssentialWork)
+    hot = itertools.cycle([f"/items/{i}" for i in range(HOT_URLS)])
+    fresh = (f"/items/{i}" for i in itertools.count())
+    abench.run(direct(hit_app, hot.__next__)())  # fill: every hot URL stored
+    variants = [
+        Variant("bare app", direct(app(), hot.__next__), DIRECT_REQUESTS, floor=True),
+        Variant("asyncperf hit", direct(hit_app, hot.__next__), DIRECT_REQUESTS),
+        Variant("asyncperf miss", direct(miss_app, fresh.__next__), DIRECT_REQUESTS),
+        Variant(
+            "essential miss work (reference)",
+            direct(essential_app, fresh.__next__),
+            DIRECT_REQUESTS,
+        ),
+    ]
+    values = round_robin(abench, variants, rounds=CYCLES)
+    assert hit_rc.statistics().misses == HOT_URLS
+    assert miss_rc.statistics().hits == 0
+    assert miss_rc.statistics().stores == miss_rc.statistics().misses
+    if values:
+        floor = values["bare app"]
+        abench.note(
+            f"  http-direct: a miss adds {(values['asyncperf miss'] - floor) / 1000:.1f} µs to "
+            f"the app's {floor / 1000:.1f} µs (the essential work alone "
+            f"{(values['essential miss work (reference)'] - floor) / 1000:.1f} µs); a hit "
+            f"costs {values['asyncperf hit'] / 1000:.1f} µs"
+        )
+
+
 def _best_seconds(work: Callable[[], object], budget: float) -> float:
     """Best per-call time over batches filling ``budget`` seconds."""
     best = float("inf")
