@@ -94,6 +94,7 @@ GROUP_ORDER = (
     "redis-hung-first-read",
     "redis-hung-open",
     "http-get",
+    "http-direct",
     "http-storage",
     "llm-exact-hit",
     "llm-similarity-hit",

@@ -10,7 +10,8 @@ Groups:
     http-get: the bare app (floor); asyncperf hits (the same 50 URLs, stored) with httpx's
         default Accept-Encoding (zstd, sent as stored, decoded by httpx) and with an
         identity client; asyncperf misses (a new URL every request, each stored); and,
-        for reference, a middleware doing only the work no cache can skip on a miss.
+        for reference, a middleware doing only the work no cache can skip on a miss, and
+        an ASGI app that does nothing (what httpx itself costs: the ceiling on hits).
     http-storage: a 50 KB and a 2 KB JSON list page compressed by zstd-3 (what the cache
         stores) and gzip-6: ratio, compression and decompression speed (MB/s).
 Targets (reported, never asserted): hits at least 5x the bare app's requests per second
@@ -142,6 +143,13 @@ class EssentialWork:
         self.kept[key] = meta + self.packer.compress(body)
 
 
+async def _no_work(scope: Scope, receive: Receive, send: Send) -> None:
+    """The 2 KB body at once, no routing, no sleep: the client's own cost per request."""
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(BODY))]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": BODY})
+
+
 def cached_app() -> tuple[Starlette, ResponseCache]:
     rc = ResponseCache(Cache(MemoryStore(max_entries=100_000)))
     app = bare_app()
@@ -176,6 +184,7 @@ def test_hits_and_misses_against_the_bare_app(abench: AsyncBench) -> None:
     essential_app = bare_app()
     essential_app.add_middleware(EssentialWork)
     essential = client_for(essential_app)
+    no_work = client_for(_no_work)  # what httpx alone costs per request: the ceiling on hits
     hot = itertools.cycle([f"/items/{i}" for i in range(HOT_URLS)])
     fresh = (f"/items/{i}" for i in itertools.count())
     abench.run(driver(hits, hot.__next__)())  # fill: every hot URL stored
@@ -185,8 +194,9 @@ def test_hits_and_misses_against_the_bare_app(abench: AsyncBench) -> None:
         Variant("asyncperf hit (identity client)", driver(hits_identity, hot.__next__), REQUESTS),
         Variant("asyncperf miss", driver(misses, fresh.__next__), REQUESTS),
         Variant("essential miss work (reference)", driver(essential, fresh.__next__), REQUESTS),
+        Variant("no-work ASGI app (client floor)", driver(no_work, hot.__next__), REQUESTS),
     ]
-    clients = (bare, hits, hits_identity, misses, essential)
+    clients = (bare, hits, hits_identity, misses, essential, no_work)
     try:
         values = round_robin(abench, variants, rounds=CYCLES)
     finally:
@@ -208,7 +218,10 @@ def test_hits_and_misses_against_the_bare_app(abench: AsyncBench) -> None:
             f"  http-get: bare {1e9 / floor:,.0f} req/s, hit {1e9 / values['asyncperf hit']:,.0f}"
             f" req/s ({floor / values['asyncperf hit']:.1f}x), miss "
             f"+{(values['asyncperf miss'] - floor) / 1000:.1f} µs/req; the essential work "
-            f"alone +{(values['essential miss work (reference)'] - floor) / 1000:.1f} µs/req"
+            f"alone +{(values['essential miss work (reference)'] - floor) / 1000:.1f} µs/req; "
+            f"no server can be more than "
+            f"{floor / values['no-work ASGI app (client floor)']:.1f}x faster than the bare app "
+            f"through this client"
         )
 
 
