@@ -18,6 +18,7 @@ from starlette.routing import Route
 import asyncperf.http
 from asyncperf import Cache, ConfigurationError, MemoryStore
 from asyncperf.http import ResponseCache, ResponseCacheMiddleware, cache_policy
+from asyncperf.http._asgi import request_view
 from asyncperf.http._core import Lookup, Reply, RequestView
 
 pytestmark = pytest.mark.anyio
@@ -234,6 +235,24 @@ async def test_non_http_scopes_pass_through() -> None:
 
     await middleware({"type": "lifespan"}, nothing, ignore)
     assert seen == ["lifespan"]
+
+
+def test_request_view_reads_any_header_iterable_and_buffer_type() -> None:
+    def fields() -> object:  # read once: a generator, with memoryview and bytearray parts
+        yield memoryview(b"Host"), bytearray(b"example.test")
+        yield b"accept", b"text/html"
+        yield bytearray(b"Accept"), memoryview(b"application/json")
+
+    view = request_view(
+        {"type": "http", "method": "get", "path": "/a", "query_string": b"x=1", "headers": fields()}
+    )
+    assert view.method == "GET"
+    assert view.host == "example.test"
+    assert view.target == "/a?x=1"
+    assert dict(view.headers) == {
+        "host": "example.test",
+        "accept": "text/html, application/json",  # repeated fields joined, in order
+    }
 
 
 def _view(path: str) -> RequestView:
