@@ -25,7 +25,7 @@ import gzip
 import hashlib
 import itertools
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final
 
 import httpx
@@ -39,17 +39,13 @@ from starlette.routing import Route
 
 from asyncperf import Cache, MemoryStore
 from asyncperf.http import ResponseCache, ResponseCacheMiddleware
+from bench._asgi import ASGIApp, Message, Receive, Scope, Send, get_scope, receive, send
 from bench._data import QUICK
 from bench._redis_support import Variant, round_robin
 
 if TYPE_CHECKING:
     from bench.conftest import AsyncBench
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 REQUESTS = 40 if QUICK else 400  # per block: ~0.5 s of bare requests
 CYCLES = 3 if QUICK else 9
@@ -230,41 +226,19 @@ def test_hits_and_misses_against_the_bare_app(abench: AsyncBench) -> None:
 DIRECT_REQUESTS = 200 if QUICK else 2000
 
 
-async def _direct_receive() -> Message:
-    return {"type": "http.request", "body": b"", "more_body": False}
-
-
-async def _direct_send(message: Message) -> None:
-    pass
-
-
-def _direct_scope(path: str) -> Scope:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [
-            (b"host", b"bench"),
-            (b"accept", b"*/*"),
-            (b"accept-encoding", b"gzip, deflate, br, zstd"),
-            (b"connection", b"keep-alive"),
-            (b"user-agent", b"python-httpx/0.28.1"),
-        ],
-        "server": ("bench", 80),
-        "client": ("127.0.0.1", 50000),
-    }
+_CLIENT_HEADERS = (
+    (b"host", b"bench"),
+    (b"accept", b"*/*"),
+    (b"accept-encoding", b"gzip, deflate, br, zstd"),
+    (b"connection", b"keep-alive"),
+    (b"user-agent", b"python-httpx/0.28.1"),
+)
 
 
 def direct(app: ASGIApp, paths: Callable[[], str]) -> Callable[[], Awaitable[None]]:
     async def run() -> None:
         for _ in range(DIRECT_REQUESTS):
-            await app(_direct_scope(paths()), _direct_receive, _direct_send)
+            await app(get_scope(paths(), _CLIENT_HEADERS), receive, send)
 
     return run
 

@@ -30,6 +30,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from asyncperf.monitor import Histogram, PerformanceMonitor
+from bench._asgi import get_scope, receive, send
 from bench._data import QUICK
 from bench.conftest import REPORT, AsyncBench
 
@@ -81,31 +82,9 @@ def build(variant: str) -> tuple[Any, PerformanceMonitor | None]:
 
 
 def _direct_driver(app: Any) -> Any:
-    request = {"type": "http.request", "body": b"", "more_body": False}
-
-    async def receive() -> dict[str, Any]:
-        return request
-
-    async def send(message: Any) -> None:
-        return None
-
     async def body(keys: Sequence[str]) -> None:
         for index in range(len(keys)):
-            scope = {
-                "type": "http",
-                "asgi": {"version": "3.0"},
-                "http_version": "1.1",
-                "method": "GET",
-                "scheme": "http",
-                "path": f"/items/{index % 100}",
-                "raw_path": b"/items/1",
-                "root_path": "",
-                "query_string": b"",
-                "headers": [(b"host", b"bench")],
-                "client": ("127.0.0.1", 1234),
-                "server": ("bench", 80),
-            }
-            await app(scope, receive, send)
+            await app(get_scope(f"/items/{index % 100}"), receive, send)
 
     return body
 
