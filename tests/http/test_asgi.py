@@ -255,13 +255,14 @@ def test_request_view_reads_any_header_iterable_and_buffer_type() -> None:
     }
 
 
-def _view(path: str) -> RequestView:
+def _view(target: str) -> RequestView:
+    path, _, query = target.partition("?")
     return RequestView(
         method="GET",
         scheme="http",
         host="test",
         path=path,
-        query="",
+        query=query,
         headers={"accept-encoding": "zstd"},
     )
 
@@ -332,32 +333,13 @@ async def test_prefix_invalidation_follows_segment_boundaries() -> None:
         "/other",
     ]
 
-    def view(target: str) -> RequestView:
-        path, _, query = target.partition("?")
-        return RequestView(
-            method="GET", scheme="http", host="test", path=path, query=query, headers={}
-        )
-
     for target in targets:
-        request = view(target)
-        lookup = await rc.lookup(request)
-        reply = await rc.complete(
-            request,
-            lookup,
-            status=200,
-            headers=[("cache-control", "max-age=60")],
-            body=target.encode(),
-            route=None,
-            request_time=rc.now(),
-            response_time=rc.now(),
-        )
-        await rc.store(reply)
-        await rc.release(lookup)
+        await rc.store(await _answered(rc, target, target.encode()))
 
     async def cached() -> set[str]:
         found = set()
         for target in targets:
-            lookup = await rc.lookup(view(target))
+            lookup = await rc.lookup(_view(target))
             await rc.release(lookup)
             if lookup.action == "HIT":
                 found.add(target)
