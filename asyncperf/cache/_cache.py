@@ -23,7 +23,7 @@ from ._keys import MAX_KEY_LENGTH, check_key
 from ._memory import _LOCK_READS, MemoryStore
 from ._singleflight import Flight, SyncFlight
 from ._stats import CacheStatistics, HealthReport, WarmReport
-from ._store import Store
+from ._store import LeaseStore, Store
 
 __all__ = ["Cache", "LoadPolicy", "check_ttl"]
 
@@ -896,7 +896,7 @@ class Cache:
 
     def _leases_usable(self) -> bool:
         store: Any = self._store
-        return hasattr(store, "try_lease") and bool(store.available())
+        return isinstance(store, LeaseStore) and store.available()
 
     async def _lead_distributed(
         self,

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol, runtime_checkable
 
 from ._entry import Entry
 
-__all__ = ["BaseStore", "Store", "StoreHealth"]
+__all__ = ["BaseStore", "LeaseStore", "Store", "StoreHealth"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +30,33 @@ class StoreHealth:
     latency: float | None = None
     breaker_state: str = "closed"
     detail: str = ""
+
+
+@runtime_checkable
+class LeaseStore(Protocol):
+    """A store that can hold a single-flight lease across processes (Redis-backed stores).
+
+    ``Cache(lock="distributed")`` and ``ResponseCache(coalesce="distributed")`` use it: the
+    caller that takes the lease loads, the others wait for its release message.
+    """
+
+    def available(self) -> bool:
+        """Whether the store is reachable now (its breaker is not open)."""
+        ...
+
+    async def try_lease(self, key: str, token: str, ttl: float) -> float:
+        """Take the lease on ``key`` for ``ttl`` seconds: 0.0 when taken, else seconds left."""
+        ...
+
+    async def release_lease(self, key: str, token: str) -> bool:
+        """Release the lease if ``token`` still holds it, waking every waiter."""
+        ...
+
+    async def wait_for_lease(
+        self, key: str, wait: float, recheck: Callable[[], Awaitable[bool]]
+    ) -> bool:
+        """Wait up to ``wait`` seconds for the lease's release (True when woken)."""
+        ...
 
 
 @runtime_checkable

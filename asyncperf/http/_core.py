@@ -23,7 +23,8 @@ from urllib.parse import urljoin, urlsplit
 import anyio
 
 from .._exceptions import ConfigurationError
-from ..cache._cache import Cache, check_ttl
+from ..cache import Cache
+from ..cache.internal import check_ttl, lease_store, plain_memory_store
 from ._coding import MAX_ZSTD_LEVEL, Codings, TranscodeCache
 from ._policy import (
     Plan,
@@ -499,7 +500,7 @@ class ResponseCache:
             )
         self.coalesce = bool(coalesce)
         self._distributed = coalesce == "distributed"
-        if self._distributed and not hasattr(cache.store, "try_lease"):
+        if self._distributed and lease_store(cache) is None:
             raise ConfigurationError(
                 "coalesce='distributed' needs a Redis-backed cache (RedisStore, "
                 f"Cache.from_url('redis://...'), Cache.tiered); this one uses "
@@ -521,7 +522,7 @@ class ResponseCache:
         # Store writes not yet finished, by primary key: a miss is stored after its reply
         # is sent; a lookup of that URL, an invalidation or flush() waits for its write.
         self._pending: dict[str, PendingWrite] = {}
-        self._writes_suspend = self.cache._mem is None  # not a plain MemoryStore
+        self._writes_suspend = plain_memory_store(cache) is None
         self._writers: set[asyncio.Task[None]] = set()
         # Decoded entries by key, reused while the store returns the very same bytes object
         # (a MemoryStore does): a hit then skips parsing the header.

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 from .._exceptions import ConfigurationError
-from ..cache._cache import check_ttl
+from ..cache.internal import check_ttl
 
 __all__ = ["ATTRIBUTE", "RoutePolicy", "cache_policy", "route_policy_of"]
 

@@ -18,7 +18,7 @@ import orjson
 
 from .._exceptions import ConfigurationError
 from ..cache import Cache
-from ..cache._singleflight import Flight
+from ..cache.internal import Flight
 from ._calibrate import CalibrationReport, sweep
 from ._canonical import OPENAI_CHAT_DEFAULTS, CanonicalRequest, canonical_request
 from ._embed import Embedder, HashedNgramEmbedder, cosine

@@ -28,7 +28,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra onl
 
 import anyio
 
-from ..cache._singleflight import Flight
+from ..cache.internal import Flight
 from ._cache import LLMCache, Prepared
 from ._pricing import Usage
 

@@ -1,0 +1,41 @@
+"""The core's internal API for asyncperf's own sibling packages (http, llm, db, monitor).
+
+Not public: names here may change between minor releases. It exists so that no sibling
+package imports a private module of the core (``..cache._cache``) or reads a private
+attribute: everything they need from the core comes through this one module.
+
+- :func:`check_ttl`: validate a seconds option the way every ``ttl`` is validated.
+- :class:`Flight` / :class:`SyncFlight`: the single-flight outcome that coroutines
+  (asyncio or trio) or threads wait on.
+- :class:`LeaseStore` and :func:`lease_store`: the cross-process lease protocol and the
+  store of a cache that offers it.
+- :func:`plain_memory_store`: the :class:`MemoryStore` of a cache that uses nothing else,
+  for callers whose writes to it can take a synchronous fast path (they never suspend).
+"""
+
+from __future__ import annotations
+
+from ._cache import Cache, check_ttl
+from ._memory import MemoryStore
+from ._singleflight import Flight, SyncFlight
+from ._store import LeaseStore
+
+__all__ = [
+    "Flight",
+    "LeaseStore",
+    "SyncFlight",
+    "check_ttl",
+    "lease_store",
+    "plain_memory_store",
+]
+
+
+def plain_memory_store(cache: Cache) -> MemoryStore | None:
+    """Return the cache's store when it is a plain :class:`MemoryStore`, else ``None``."""
+    return cache._mem
+
+
+def lease_store(cache: Cache) -> LeaseStore | None:
+    """Return the cache's store when it can hold cross-process leases, else ``None``."""
+    store = cache.store
+    return store if isinstance(store, LeaseStore) else None
