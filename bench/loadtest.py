@@ -8,8 +8,12 @@ Usage (from the repository root; needs ``wrk``, Debian package ``wrk``)::
     .venv/bin/python -m bench.loadtest --json bench/results/loadtest.json --markdown out.md
 
 The app: ``GET /items/{n}`` awaits 20 ms and returns a ~2 KB JSON body. Variants, each in a
-uvicorn process of its own (one worker, ``127.0.0.1``, a free port):
+uvicorn process of its own (one worker, uvloop and httptools as ``uvicorn[standard]``
+installs them, ``127.0.0.1``, a free port):
 
+* ``nowork``: the reference: the same Starlette route returning the same bytes at once (no
+  sleep, no cache). A cache hit skips the app and its router, so this is the ceiling a hit
+  is measured against (each row's ``vs no-work`` ratio);
 * ``bare``: the app alone;
 * ``memory``: behind ``ResponseCacheMiddleware`` with ``ResponseCache(Cache(MemoryStore()),
   default_ttl=60)``;
@@ -51,7 +55,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-VARIANTS = ("bare", "memory", "redis")
+VARIANTS = ("nowork", "bare", "memory", "redis")
+REFERENCE = "nowork"  # the physical reference: the cheapest response the app can give
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0?prefix=loadtest"
 HANDLER_DELAY = 0.020
 URLS = 100
@@ -61,7 +66,9 @@ CONNECTIONS = 50
 
 APP_DESCRIPTION = (
     f"App: `GET /items/{{n}}` ({URLS} URLs) awaits {HANDLER_DELAY * 1000:.0f} ms and returns"
-    " ~2 KB of JSON; `memory` and `redis` put `ResponseCacheMiddleware` with"
+    " ~2 KB of JSON; `nowork` is the same route returning the same bytes at once (the"
+    " reference: the cheapest response the app can give); `memory` and `redis` put"
+    " `ResponseCacheMiddleware` with"
     " `ResponseCache(cache, default_ttl=60)` in front of it (wrk sends no Accept-Encoding,"
     " so cached bodies are decoded to identity)."
 )
@@ -118,6 +125,10 @@ def build_app(variant: str, redis_url: str = DEFAULT_REDIS_URL) -> Any:
         n = int(request.path_params["n"]) % URLS
         return Response(bodies[n], media_type="application/json")
 
+    async def item_at_once(request: Request) -> Response:
+        n = int(request.path_params["n"]) % URLS
+        return Response(bodies[n], media_type="application/json")
+
     async def stats(request: Request) -> Response:
         counters = dataclasses.asdict(rc.statistics()) if rc is not None else {}
         return JSONResponse(counters, headers={"cache-control": "no-store"})
@@ -130,14 +141,15 @@ def build_app(variant: str, redis_url: str = DEFAULT_REDIS_URL) -> Any:
             if cache is not None:
                 await cache.aclose()
 
+    endpoint = item_at_once if variant == REFERENCE else item
     app = Starlette(
-        routes=[Route("/items/{n:int}", item), Route("/stats", stats)], lifespan=lifespan
+        routes=[Route("/items/{n:int}", endpoint), Route("/stats", stats)], lifespan=lifespan
     )
     if variant == "memory":
         cache = Cache(MemoryStore())
     elif variant == "redis":
         cache = Cache.from_url(redis_url)
-    elif variant != "bare":
+    elif variant not in {"bare", REFERENCE}:
         raise ValueError(f"unknown variant {variant!r}")
     if cache is not None:
         rc = ResponseCache(cache, default_ttl=60)
@@ -146,13 +158,19 @@ def build_app(variant: str, redis_url: str = DEFAULT_REDIS_URL) -> Any:
 
 
 def serve(variant: str, port: int, redis_url: str) -> None:
-    """Run the variant's app under uvicorn (the child process started by the driver)."""
+    """Run the variant's app under uvicorn (the child process started by the driver).
+
+    uvloop and httptools are asked for by name, not left to ``auto``: production servers run
+    ``uvicorn[standard]``, and a silent fallback to h11 would measure a slower server.
+    """
     import uvicorn
 
     uvicorn.run(
         build_app(variant, redis_url),
         host="127.0.0.1",
         port=port,
+        loop="uvloop",
+        http="httptools",
         log_level="warning",
         access_log=False,
         date_header=False,
@@ -394,7 +412,7 @@ def run_variant(
     process = subprocess.Popen(command, env=env, cwd=Path(__file__).resolve().parent.parent)
     try:
         wait_until_up(base, process)
-        check_app(base, cached=name != "bare")
+        check_app(base, cached=name not in {"bare", REFERENCE})
         run_wrk(wrk, base + "/", script, WARMUP, threads, connections)  # warm-up, discarded
         output = run_wrk(wrk, base + "/", script, duration, threads, connections)
         stats = json.loads(http_get(base + "/stats")[2])
@@ -409,31 +427,42 @@ def wrk_version(wrk: str) -> str:
     return match.group(1) if match else "?"
 
 
-def server_description() -> str:
-    """uvicorn's version and what its ``auto`` loop and HTTP settings pick here."""
-    import importlib.metadata
+def missing_server_parts() -> list[str]:
+    """The parts of ``uvicorn[standard]`` the servers need that are not installed."""
     import importlib.util
 
-    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
-    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
-    version = importlib.metadata.version("uvicorn")
-    return f"uvicorn {version} (one worker, {loop} loop, {http}), 127.0.0.1"
+    return [
+        name for name in ("uvicorn", "uvloop", "httptools") if not importlib.util.find_spec(name)
+    ]
+
+
+def server_description() -> str:
+    """uvicorn's version and the loop and HTTP parser every variant runs on."""
+    import importlib.metadata
+
+    versions = {
+        name: importlib.metadata.version(name) for name in ("uvicorn", "uvloop", "httptools")
+    }
+    return (
+        f"uvicorn {versions['uvicorn']} (one worker, uvloop {versions['uvloop']},"
+        f" httptools {versions['httptools']}), 127.0.0.1"
+    )
 
 
 def table(results: Sequence[VariantResult]) -> str:
     head = (
-        f"{'variant':<8} {'req/s':>10} {'x bare':>7} {'p50 ms':>8} {'p99 ms':>8}"
+        f"{'variant':<8} {'req/s':>10} {'x nowork':>8} {'p50 ms':>8} {'p99 ms':>8}"
         f" {'requests':>9} {'non-2xx':>8} {'sock err':>8} {'hit rate':>8}"
     )
     lines = [head, "-" * len(head)]
-    bare = next((r for r in results if r.name == "bare"), None)
+    reference = next((r for r in results if r.name == REFERENCE), None)
     for r in results:
         w = r.wrk
-        ratio = f"{w.requests_per_s / bare.wrk.requests_per_s:.2f}" if bare else "-"
+        ratio = f"{w.requests_per_s / reference.wrk.requests_per_s:.2f}" if reference else "-"
         hits, misses = r.stats.get("hits"), r.stats.get("misses")
         rate = f"{hits / (hits + misses):.1%}" if hits is not None and hits + misses else "-"
         lines.append(
-            f"{r.name:<8} {w.requests_per_s:>10,.0f} {ratio:>7} {w.p(50):>8.2f} {w.p(99):>8.2f}"
+            f"{r.name:<8} {w.requests_per_s:>10,.0f} {ratio:>8} {w.p(50):>8.2f} {w.p(99):>8.2f}"
             f" {w.requests:>9,} {w.non_2xx:>8} {sum(w.socket_errors.values()):>8} {rate:>8}"
         )
     return "\n".join(lines)
@@ -443,14 +472,17 @@ def main(argv: Iterable[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(
         prog="python -m bench.loadtest",
-        description="wrk against the demo app under uvicorn on loopback (bare, memory, redis).",
+        description="wrk against the demo app under uvicorn on loopback (nowork, bare, memory,"
+        " redis).",
     )
     parser.add_argument("--duration", type=int, default=10, help="seconds per variant (10)")
     parser.add_argument("--quick", action="store_true", help="2 s per variant (CI)")
     parser.add_argument("--connections", type=int, default=CONNECTIONS)
     parser.add_argument("--threads", type=int, default=THREADS)
     parser.add_argument(
-        "--variants", default=",".join(VARIANTS), help="comma-separated subset of bare,memory,redis"
+        "--variants",
+        default=",".join(VARIANTS),
+        help="comma-separated subset of " + ",".join(VARIANTS),
     )
     parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
     parser.add_argument("--json", type=Path, help="write the numbers here (for bench.report)")
@@ -470,6 +502,14 @@ def main(argv: Iterable[str] | None = None) -> int:
     unknown = sorted(set(variants) - set(VARIANTS))
     if unknown:
         parser.error(f"unknown variant(s): {', '.join(unknown)}")
+    missing = missing_server_parts()
+    if missing:
+        print(
+            f"{', '.join(missing)} not installed: the servers run uvicorn[standard]"
+            " (pip install -e '.[bench]')",
+            file=sys.stderr,
+        )
+        return 2
     wrk = shutil.which("wrk")
     if wrk is None:
         print("wrk is not installed (Debian: apt-get install -y wrk)", file=sys.stderr)

@@ -536,7 +536,10 @@ def hit_rate(variant: dict[str, Any]) -> str:
 
 def loadtest_lines(load: dict[str, Any], chart: str | None) -> list[str]:
     variants = load.get("variants", [])
-    bare = next((v for v in variants if v.get("name") == "bare"), None)
+    # The reference is the no-work app (older files have none: then the bare app).
+    reference = next((v for v in variants if v.get("name") == "nowork"), None)
+    reference = reference or next((v for v in variants if v.get("name") == "bare"), None)
+    label = "vs no-work" if reference and reference.get("name") == "nowork" else "vs bare"
     lines = [
         "## Load test (wrk, uvicorn on loopback)",
         "",
@@ -547,16 +550,16 @@ def loadtest_lines(load: dict[str, Any], chart: str | None) -> list[str]:
         f" {load.get('warmup', '?')} s warm-up; server: {load.get('server', 'uvicorn')}."
         f" {load.get('app', '')}",
         "",
-        "| variant | requests/s | vs bare | p50 | p99 | requests | non-2xx | socket errors"
+        f"| variant | requests/s | {label} | p50 | p99 | requests | non-2xx | socket errors"
         " | cache hit rate |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for v in variants:
         rps = float(v.get("requests_per_s", 0.0))
         ratio = (
-            f"{rps / bare['requests_per_s']:.2f}x"
-            if bare and bare.get("requests_per_s") and v is not bare
-            else ("1.00x" if v is bare else "-")
+            f"{rps / reference['requests_per_s']:.2f}x"
+            if reference and reference.get("requests_per_s") and v is not reference
+            else ("1.00x" if v is reference else "-")
         )
         errors = sum(int(n) for n in (v.get("socket_errors") or {}).values())
         lines.append(
