@@ -1,13 +1,18 @@
-# Every target sets itself up: a fresh clone needs only python3 (3.11+) and make.
+# Every target sets itself up: a fresh clone needs python3 (3.11+) and make. `make test` also
+# installs Debian's chromium and starts Redis and PostgreSQL (as root; otherwise it names the
+# package or command it needs).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 COV_MIN ?= 91
 
 .PHONY: demo test test-embedder lint typecheck bench bench-quick bench-report loadtest loadtest-quick docs \
-	services ci clean
+	system-deps services ci clean
 
 $(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
+		echo "asyncperf needs Python 3.11 or newer; $(PYTHON) is $$($(PYTHON) -V 2>&1)" \
+		"(run make PYTHON=python3.11 ...)" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
@@ -32,12 +37,18 @@ $(VENV)/.installed-docs: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed
 	$(BIN)/asyncperf demo
 
+## system-deps: the system packages the tests need beyond Python (Debian's chromium for the
+## dashboard test); installs them with apt-get as root, else names the command; instant when present
+system-deps:
+	bash .ci/system-deps.sh
+
 ## services: make sure Redis and PostgreSQL answer on 127.0.0.1 (starts them if not)
 services:
 	bash .ci/services.sh
 
-## test: the whole test suite (asyncio and trio) with the coverage gate
-test: $(VENV)/.installed-dev services
+## test: the whole test suite (asyncio and trio) with the coverage gate; sets up everything
+## it needs first (system packages, Redis and PostgreSQL, the dev install)
+test: system-deps services $(VENV)/.installed-dev
 	$(BIN)/pytest --cov=asyncperf --cov-branch --cov-report=term-missing:skip-covered \
 		--cov-fail-under=$(COV_MIN)
 

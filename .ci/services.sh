@@ -4,7 +4,16 @@
 # Exits non-zero when one cannot be brought up: tests that need it must fail, not skip.
 set -euo pipefail
 
-as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then
+    "$@"
+  elif command -v sudo >/dev/null; then
+    sudo "$@"
+  else
+    echo "services: needs root (or sudo) to run: $*" >&2
+    return 1
+  fi
+}
 apt_updated=0
 apt_install() {
   if [ "$apt_updated" -eq 0 ]; then as_root apt-get update -qq; apt_updated=1; fi
@@ -47,4 +56,6 @@ if ! pg_up; then
 fi
 # pg_stat_statements preloaded and HypoPG installed, for the database advisor's tests.
 bash "$(dirname "$0")/postgres.sh"
+redis_up || { echo "services: Redis on 127.0.0.1:6379 does not answer PING" >&2; exit 1; }
+pg_up || { echo "services: PostgreSQL on 127.0.0.1:5432 is not ready" >&2; exit 1; }
 echo "services: Redis and PostgreSQL are up"
