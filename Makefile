@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 COV_MIN ?= 91
 
-.PHONY: demo test test-embedder lint typecheck bench bench-quick bench-report loadtest loadtest-quick docs \
+.PHONY: demo test test-embedder bench-test lint typecheck bench bench-quick bench-report loadtest loadtest-quick docs \
 	system-deps services ci clean
 
 $(BIN)/python:
@@ -16,20 +16,20 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# The demo's install: the package with its `demo` extra.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[demo]"
 	touch $@
 
+# The development install behind test, lint and bench*: every integration, the test tools
+# (the `dev` extra) and the benchmark peers (the `bench` extra; tests/test_bench_report.py
+# draws the charts too).
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[dev]"
-	touch $@
-
-$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[dev,bench]"
 	touch $@
 
-$(VENV)/.installed-docs: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[dev,docs]"
+$(VENV)/.installed-docs: pyproject.toml $(VENV)/.installed-dev
+	$(BIN)/pip install --quiet -e ".[dev,bench,docs]"
 	touch $@
 
 ## demo: the main job: a scripted cache workload, then a tour of an in-process Starlette app
@@ -73,6 +73,10 @@ lint: $(VENV)/.installed-dev
 
 typecheck: lint
 
+## bench-test: every benchmark body once as a plain test, untimed (CI: behaviour assertions hold)
+bench-test: $(VENV)/.installed-dev services
+	$(BIN)/pytest bench/ --benchmark-disable -q -p no:cacheprovider
+
 ## bench: the benchmark suite against the peers (minutes)
 bench: $(VENV)/.installed-dev services
 	$(BIN)/pytest bench/ --benchmark-only
@@ -93,7 +97,7 @@ loadtest-quick: $(VENV)/.installed-dev services
 	$(BIN)/python -m bench.loadtest --quick
 
 ## bench-report: full suite + load test, then regenerate docs/benchmarks.md and docs/img/*.png
-bench-report: $(VENV)/.installed-bench services
+bench-report: $(VENV)/.installed-dev services
 	@mkdir -p bench/results
 	$(BIN)/pytest bench/ --benchmark-only -q -p bench.report --benchmark-json bench/results/latest.json
 	$(BIN)/python -m bench.loadtest --json bench/results/loadtest.json
