@@ -5,9 +5,13 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 COV_MIN ?= 91
+# Every pin of the dev, bench and docs installs and of the dist tools (make lock rewrites it):
+# each install below applies it with -c, so a new release cannot change CI without a commit.
+LOCK := constraints.txt
+PIP_INSTALL = $(BIN)/python -m pip install --quiet -c $(LOCK)
 
 .PHONY: demo test test-embedder bench-test lint typecheck bench bench-quick bench-report loadtest loadtest-quick docs \
-	system-deps services ci clean
+	system-deps services lock ci clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
@@ -17,19 +21,19 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # The demo's install: the package with its `demo` extra.
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[demo]"
+$(VENV)/.installed: pyproject.toml $(LOCK) | $(BIN)/python
+	$(PIP_INSTALL) -e ".[demo]"
 	touch $@
 
 # The development install behind test, lint and bench*: every integration, the test tools
 # (the `dev` extra) and the benchmark peers (the `bench` extra; tests/test_bench_report.py
 # draws the charts too).
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[dev,bench]"
+$(VENV)/.installed-dev: pyproject.toml $(LOCK) | $(BIN)/python
+	$(PIP_INSTALL) -e ".[dev,bench]"
 	touch $@
 
-$(VENV)/.installed-docs: pyproject.toml $(VENV)/.installed-dev
-	$(BIN)/pip install --quiet -e ".[dev,bench,docs]"
+$(VENV)/.installed-docs: pyproject.toml $(LOCK) $(VENV)/.installed-dev
+	$(PIP_INSTALL) -e ".[dev,bench,docs]"
 	touch $@
 
 ## demo: the main job: a scripted cache workload, then a tour of an in-process Starlette app
@@ -106,6 +110,20 @@ bench-report: $(VENV)/.installed-dev services
 ## docs: build the site strictly (broken links and bad references fail)
 docs: $(VENV)/.installed-docs
 	$(BIN)/mkdocs build --strict --site-dir site
+
+## lock: regenerate constraints.txt from pyproject.toml's ranges (and .ci/dist-tools.in), every
+## package at its newest allowed release, with uv's resolver in a throwaway virtualenv; commit
+## the result. `make lock LOCK_UPGRADE=` keeps the current pins and only adds what is new.
+UV_VERSION ?= 0.13.9
+LOCK_UPGRADE ?= --upgrade
+lock:
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(PYTHON) -m venv "$$tmp/venv" && \
+	"$$tmp/venv/bin/python" -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)" && \
+	"$$tmp/venv/bin/uv" pip compile --quiet pyproject.toml .ci/dist-tools.in \
+		--extra dev --extra bench --extra docs --universal --python-version 3.11 \
+		$(LOCK_UPGRADE) --custom-compile-command "make lock" -o $(LOCK)
+	@echo "lock: $$(grep -c '==' $(LOCK)) pins in $(LOCK)"
 
 ci:
 	bash .ci/run
