@@ -11,7 +11,7 @@ LOCK := constraints.txt
 PIP_INSTALL = $(BIN)/python -m pip install --quiet -c $(LOCK)
 
 .PHONY: demo test test-embedder bench-test lint typecheck bench bench-quick bench-report loadtest loadtest-quick docs \
-	system-deps services lock ci clean
+	system-deps services lock dist-check ci clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
@@ -111,6 +111,11 @@ bench-report: $(VENV)/.installed-dev services
 docs: $(VENV)/.installed-docs
 	$(BIN)/mkdocs build --strict --site-dir site
 
+## dist-check: build the wheel and sdist, twine check them, and install the wheel into clean
+## virtualenvs: with no extras (import works, the demo names the extra it needs) and with [demo]
+dist-check:
+	PYTHON=$(PYTHON) bash .ci/dist-check.sh
+
 ## lock: regenerate constraints.txt from pyproject.toml's ranges (and .ci/dist-tools.in), every
 ## package at its newest allowed release, with uv's resolver in a throwaway virtualenv; commit
 ## the result. `make lock LOCK_UPGRADE=` keeps the current pins and only adds what is new.
@@ -129,4 +134,4 @@ ci:
 	bash .ci/run
 
 clean:
-	rm -rf $(VENV) site .coverage .pytest_cache .mypy_cache .ruff_cache .benchmarks
+	rm -rf $(VENV) site dist .coverage .pytest_cache .mypy_cache .ruff_cache .benchmarks

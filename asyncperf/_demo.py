@@ -896,10 +896,14 @@ async def _tour(args: argparse.Namespace) -> int:
     stores = _Stores(args.redis)
     db = _Database(args.dsn) if args.dsn else None
     missing = _missing("starlette", "httpx")  # without them, part 1 only
-    for flag, extra in (("--dsn", "asyncpg"), ("--serve", "uvicorn")):
-        needed = _missing("starlette", "httpx", extra) if getattr(args, flag[2:]) else []
+    for flag, module, extras in (("--dsn", "asyncpg", "demo,db"), ("--serve", "uvicorn", "demo")):
+        needed = _missing("starlette", "httpx", module) if getattr(args, flag[2:]) else []
         if needed:
-            print(f"asyncperf demo: {flag} needs {', '.join(needed)}", file=sys.stderr)
+            print(
+                f"asyncperf demo: {flag} needs {', '.join(needed)}: "
+                f"pip install 'asyncperf[{extras}]'",
+                file=sys.stderr,
+            )
             return 2
     try:
         problem = await stores.check()
@@ -931,7 +935,7 @@ async def _tour(args: argparse.Namespace) -> int:
         if missing:
             print(
                 f"\npart 2 (the app tour) needs {' and '.join(missing)}: "
-                "pip install 'asyncperf[http]' httpx",
+                "pip install 'asyncperf[demo]'",
                 file=out,
             )
             return 0
