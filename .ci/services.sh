@@ -48,6 +48,14 @@ fi
 
 if ! command -v pg_isready >/dev/null || [ ! -d /etc/postgresql ]; then
   apt_install postgresql postgresql-contrib
+  # A cluster this script just installed gets what the tests expect of the machine:
+  # trust auth for loopback TCP (user postgres, no password). Existing clusters are left alone.
+  hba="/etc/postgresql/$(ls /etc/postgresql | sort -V | tail -n 1)/main/pg_hba.conf"
+  echo "services: new PostgreSQL cluster: trust auth on 127.0.0.1 and ::1 ($hba)"
+  as_root sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$hba"
+  if pg_up; then
+    as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n 1)" main reload
+  fi
 fi
 if ! pg_up; then
   echo "services: starting PostgreSQL on 127.0.0.1:5432"
