@@ -1,30 +1,39 @@
-# Every target sets itself up: a fresh clone needs only python3 (3.11+) and make.
+# Every target sets itself up: a fresh clone needs python3 (3.11+) and make. `make test` also
+# installs Debian's chromium and starts Redis and PostgreSQL (as root; otherwise it names the
+# package or command it needs).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 COV_MIN ?= 91
+# Every pin of the dev, bench and docs installs and of the dist tools (make lock rewrites it):
+# each install below applies it with -c, so a new release cannot change CI without a commit.
+LOCK := constraints.txt
+PIP_INSTALL = $(BIN)/python -m pip install --quiet -c $(LOCK)
 
-.PHONY: demo test test-embedder lint typecheck bench bench-quick bench-report loadtest loadtest-quick docs \
-	services ci clean
+.PHONY: demo test test-embedder bench-test lint typecheck bench bench-quick bench-report loadtest loadtest-quick docs \
+	system-deps services lock dist-check ci clean
 
 $(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
+		echo "asyncperf needs Python 3.11 or newer; $(PYTHON) is $$($(PYTHON) -V 2>&1)" \
+		"(run make PYTHON=python3.11 ...)" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[demo]"
+# The demo's install: the package with its `demo` extra.
+$(VENV)/.installed: pyproject.toml $(LOCK) | $(BIN)/python
+	$(PIP_INSTALL) -e ".[demo]"
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[dev]"
+# The development install behind test, lint and bench*: every integration, the test tools
+# (the `dev` extra) and the benchmark peers (the `bench` extra; tests/test_bench_report.py
+# draws the charts too).
+$(VENV)/.installed-dev: pyproject.toml $(LOCK) | $(BIN)/python
+	$(PIP_INSTALL) -e ".[dev,bench]"
 	touch $@
 
-$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[dev,bench]"
-	touch $@
-
-$(VENV)/.installed-docs: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[dev,docs]"
+$(VENV)/.installed-docs: pyproject.toml $(LOCK) $(VENV)/.installed-dev
+	$(PIP_INSTALL) -e ".[dev,bench,docs]"
 	touch $@
 
 ## demo: the main job: a scripted cache workload, then a tour of an in-process Starlette app
@@ -32,12 +41,18 @@ $(VENV)/.installed-docs: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed
 	$(BIN)/asyncperf demo
 
+## system-deps: the system packages the tests need beyond Python (Debian's chromium for the
+## dashboard test); installs them with apt-get as root, else names the command; instant when present
+system-deps:
+	bash .ci/system-deps.sh
+
 ## services: make sure Redis and PostgreSQL answer on 127.0.0.1 (starts them if not)
 services:
 	bash .ci/services.sh
 
-## test: the whole test suite (asyncio and trio) with the coverage gate
-test: $(VENV)/.installed-dev services
+## test: the whole test suite (asyncio and trio) with the coverage gate; sets up everything
+## it needs first (system packages, Redis and PostgreSQL, the dev install)
+test: system-deps services $(VENV)/.installed-dev
 	$(BIN)/pytest --cov=asyncperf --cov-branch --cov-report=term-missing:skip-covered \
 		--cov-fail-under=$(COV_MIN)
 
@@ -62,6 +77,10 @@ lint: $(VENV)/.installed-dev
 
 typecheck: lint
 
+## bench-test: every benchmark body once as a plain test, untimed (CI: behaviour assertions hold)
+bench-test: $(VENV)/.installed-dev services
+	$(BIN)/pytest bench/ --benchmark-disable -q -p no:cacheprovider
+
 ## bench: the benchmark suite against the peers (minutes)
 bench: $(VENV)/.installed-dev services
 	$(BIN)/pytest bench/ --benchmark-only
@@ -82,7 +101,7 @@ loadtest-quick: $(VENV)/.installed-dev services
 	$(BIN)/python -m bench.loadtest --quick
 
 ## bench-report: full suite + load test, then regenerate docs/benchmarks.md and docs/img/*.png
-bench-report: $(VENV)/.installed-bench services
+bench-report: $(VENV)/.installed-dev services
 	@mkdir -p bench/results
 	$(BIN)/pytest bench/ --benchmark-only -q -p bench.report --benchmark-json bench/results/latest.json
 	$(BIN)/python -m bench.loadtest --json bench/results/loadtest.json
@@ -92,8 +111,27 @@ bench-report: $(VENV)/.installed-bench services
 docs: $(VENV)/.installed-docs
 	$(BIN)/mkdocs build --strict --site-dir site
 
+## dist-check: build the wheel and sdist, twine check them, and install the wheel into clean
+## virtualenvs: with no extras (import works, the demo names the extra it needs) and with [demo]
+dist-check:
+	PYTHON=$(PYTHON) bash .ci/dist-check.sh
+
+## lock: regenerate constraints.txt from pyproject.toml's ranges (and .ci/dist-tools.in), every
+## package at its newest allowed release, with uv's resolver in a throwaway virtualenv; commit
+## the result. `make lock LOCK_UPGRADE=` keeps the current pins and only adds what is new.
+UV_VERSION ?= 0.13.9
+LOCK_UPGRADE ?= --upgrade
+lock:
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(PYTHON) -m venv "$$tmp/venv" && \
+	"$$tmp/venv/bin/python" -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)" && \
+	"$$tmp/venv/bin/uv" pip compile --quiet pyproject.toml .ci/dist-tools.in \
+		--extra dev --extra bench --extra docs --universal --python-version 3.11 \
+		$(LOCK_UPGRADE) --custom-compile-command "make lock" -o $(LOCK)
+	@echo "lock: $$(grep -c '==' $(LOCK)) pins in $(LOCK)"
+
 ci:
 	bash .ci/run
 
 clean:
-	rm -rf $(VENV) site .coverage .pytest_cache .mypy_cache .ruff_cache .benchmarks
+	rm -rf $(VENV) site dist .coverage .pytest_cache .mypy_cache .ruff_cache .benchmarks

@@ -5,7 +5,16 @@
 # Exits non-zero when a step fails: the postgres tests must fail, never skip.
 set -euo pipefail
 
-as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then
+    "$@"
+  elif command -v sudo >/dev/null; then
+    sudo "$@"
+  else
+    echo "postgres.sh: needs root (or sudo) to run: $*" >&2
+    return 1
+  fi
+}
 psql_test() { PGOPTIONS="-c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p 5432 -U postgres -d "${1:-test}" "${@:2}"; }
 pg_up() { pg_isready -q -h 127.0.0.1 -p 5432; }
 

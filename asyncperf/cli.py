@@ -25,7 +25,7 @@ def _positive_float(text: str) -> float:
 
 
 def _bind(text: str) -> str:
-    from ._demo import parse_bind  # stdlib only: the app's modules load when it runs
+    from .demo import parse_bind  # the app's third-party modules load when it runs
 
     parse_bind(text)
     return text
@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``asyncperf`` command line."""
     args = build_parser().parse_args(argv)
     if args.command == "demo":
-        from ._demo import run as run_demo
+        from .demo import run as run_demo
 
         return run_demo(args)
     if args.command == "db":

@@ -72,7 +72,7 @@ def test_demo_tour_prints_every_report_section(capsys: pytest.CaptureFixture[str
 def test_demo_without_the_app_modules_runs_part_1_only(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from asyncperf import _demo
+    from asyncperf.demo import tour as _demo
 
     monkeypatch.setattr(_demo, "_missing", lambda *names: [n for n in names if n == "httpx"])
     assert main(["demo", *TOUR]) == 0
