@@ -73,7 +73,7 @@ class CacheBase:
         self._jitter = shared.jitter
         # A tiered store's L1 is read inline too; its misses go on to the store.
         front = self._mem if self._mem is not None else getattr(store, "front", None)
-        self._data = front._data if front is not None else None
+        self._data = front.mapping if front is not None else None
         self._clock = store.clock
         self._namespace = namespace
         self._prefix = f"{namespace}:" if namespace else ""
