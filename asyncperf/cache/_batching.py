@@ -26,10 +26,16 @@ class Batcher(Generic[ItemT, R]):
     its own result. So a burst of N concurrent gets costs two round trips, not N.
     """
 
-    __slots__ = ("_flush", "_in_flight", "_pending")
+    __slots__ = ("_flush", "_in_flight", "_pending", "_single")
 
-    def __init__(self, flush: Callable[[list[ItemT]], Awaitable[list[R]]]) -> None:
+    def __init__(
+        self,
+        flush: Callable[[list[ItemT]], Awaitable[list[R]]],
+        single: Callable[[ItemT], Awaitable[R]] | None = None,
+    ) -> None:
         self._flush = flush
+        # A lone call's own round trip (GET rather than a one-key MGET), if cheaper.
+        self._single = single
         self._pending: list[tuple[ItemT, asyncio.Future[R]]] | None = None
         self._in_flight = 0
 
@@ -38,7 +44,14 @@ class Batcher(Generic[ItemT, R]):
             pending = self._pending
             if pending is None:
                 if self._in_flight == 0:
-                    return (await self._send([item]))[0]
+                    single = self._single
+                    if single is None:
+                        return (await self._send([item]))[0]
+                    self._in_flight += 1
+                    try:
+                        return await single(item)
+                    finally:
+                        self._in_flight -= 1
                 return await self._lead(item)
             future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
             pending.append((item, future))

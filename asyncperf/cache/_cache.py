@@ -216,7 +216,11 @@ class Cache(SyncLoading):
                     mem.get_entry(key)  # drops it if expired
                 self._misses += 1
                 return default
-        entry = await self._fetch(key)
+        try:  # Cache._fetch inlined: one coroutine fewer on every remote read
+            entry = await self._store.get(key)
+        except Exception as exc:
+            self._failed("get", exc)
+            entry = None
         if entry is None or (entry.fresh_until is not None and entry.fresh_until <= self._clock()):
             self._misses += 1
             return default
@@ -254,8 +258,15 @@ class Cache(SyncLoading):
                     return
             mem.set_value(key, value, ttl, self._tags(tags) if tags else ())
             self._sets += 1
-        else:
-            await self._write(key, Entry(value, tags=self._tags(tags)), ttl)
+        else:  # Cache._write inlined, as in get()
+            try:
+                await self._store.set(key, Entry(value, tags=self._tags(tags)), ttl)
+            except SerializationError:
+                raise
+            except Exception as exc:
+                self._failed("set", exc)
+            else:
+                self._sets += 1
 
     async def delete(self, key: str) -> bool:
         """Remove ``key``; return whether it was there."""

@@ -16,7 +16,7 @@ from .._exceptions import BackendUnavailable, ConfigurationError, SerializationE
 from ._batching import Batcher
 from ._breaker import CircuitBreaker
 from ._codec import Codec
-from ._deadline import Watchdog
+from ._deadline import Limiter, Watchdog, current_task
 from ._entry import Entry
 from ._pubsub import Listener
 from ._redis_lua import INVALIDATE_TAGS, RELEASE_LEASE, TAG_ADD
@@ -151,12 +151,12 @@ class RedisStore(BaseStore):
 
         self.cluster = isinstance(self.client, RedisCluster)
         self.origin = uuid.uuid4().hex
-        self._limit = asyncio.Semaphore(max_connections)
+        self._limit = Limiter(max_connections)
         self._watchdog = Watchdog()
         self._batching = batching
-        self._get_batcher: Batcher[str, bytes | None] = Batcher(self._flush_gets)
+        self._get_batcher: Batcher[str, bytes | None] = Batcher(self._flush_gets, self._get_one)
         self._set_batcher: Batcher[tuple[str, bytes, float | None, tuple[str, ...]], None] = (
-            Batcher(self._flush_sets)
+            Batcher(self._flush_sets, self._set_one)
         )
         self._invalidate_script = self.client.register_script(INVALIDATE_TAGS)
         self._release_script = self.client.register_script(RELEASE_LEASE)
@@ -214,14 +214,20 @@ class RedisStore(BaseStore):
     ) -> R:
         if not self.breaker.allow():
             raise BackendUnavailable(f"redis {operation} skipped: the breaker is open")
-        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        task = current_task(loop)
         assert task is not None
         watchdog = self._watchdog
         cancelling = task.cancelling()
-        watchdog.watch(task, budget or self.op_timeout)
+        watchdog.watch(task, budget or self.op_timeout, loop)
+        limit = self._limit
         try:
-            async with self._limit:
+            if not limit.try_acquire():
+                await limit.acquire()  # queued within the deadline
+            try:
                 result = await command()
+            finally:
+                limit.release()
         except asyncio.CancelledError:
             if watchdog.expired(task) and task.uncancel() <= cancelling:
                 self.breaker.failure()  # our deadline, not the caller's cancellation
@@ -272,12 +278,23 @@ class RedisStore(BaseStore):
 
     async def get(self, key: str) -> Entry | None:
         """Return the entry for ``key`` (batched with other gets of this turn)."""
+        full = self.prefix + key
         if self._batching:
-            raw = await self._get_batcher.submit(self.prefix + key)
+            raw = await self._get_batcher.submit(full)
         else:
-            full = self.prefix + key
-            raw = await self._call("get", lambda: self.client.get(full))
-        return self._decode(key, raw)
+            raw = await self._get_one(full)
+        if raw is None:
+            return None
+        try:
+            return self.codec.decode_entry(raw)
+        except SerializationError:
+            self._decode_errors += 1
+            raise
+
+    def _get_one(self, full: str) -> Awaitable[bytes | None]:
+        """A lone GET (no batch open): the coroutine of its round trip."""
+        client = self.client
+        return self._call("get", lambda: client.get(full))
 
     async def _flush_gets(self, keys: list[str]) -> list[bytes | None]:
         unique = list(dict.fromkeys(keys))
@@ -350,12 +367,28 @@ class RedisStore(BaseStore):
             SerializationError: The value cannot be encoded; nothing is sent.
             BackendUnavailable: Redis failed, timed out, or the breaker is open.
         """
-        payload = self._encode(key, entry, ttl)
+        entry.expires_at = None if ttl is None else self.clock() + ttl
+        if entry.fresh_until is None:
+            entry.fresh_until = entry.expires_at
+        payload = self.codec.encode_entry(entry, key=key)
         item = (self.prefix + key, payload, ttl, entry.tags)
         if self._batching:
             await self._set_batcher.submit(item)
         else:
+            await self._set_one(item)
+
+    async def _set_one(self, item: tuple[str, bytes, float | None, tuple[str, ...]]) -> None:
+        """A lone set: a plain SET when it has no tags and announces nothing (no pipeline)."""
+        full, payload, ttl, tags = item
+        if tags or self._publish:
             await self._flush_sets([item])
+            return
+        client = self.client
+        if ttl is None:
+            await self._call("set", lambda: client.set(full, payload))
+        else:
+            millis = _ms(ttl)
+            await self._call("set", lambda: client.set(full, payload, px=millis))
 
     async def set_many(self, items: Sequence[tuple[str, Entry, float | None]]) -> None:
         """Store several items in one pipeline; nothing is sent if one cannot be encoded."""
