@@ -20,8 +20,10 @@ from ._deadline import Limiter, Watchdog, current_task
 from ._entry import Entry
 from ._pubsub import Listener
 from ._redis_lua import INVALIDATE_TAGS, RELEASE_LEASE, TAG_ADD
-from ._redis_stats import RedisInfo, RedisStoreStatistics
+from ._redis_stats import RedisInfo, RedisStoreStatistics, summarize_info
+from ._sentinel import SentinelWatch, sentinel_pool
 from ._store import BaseStore, StoreHealth
+from ._url import redis_client_from_url
 
 __all__ = ["RedisInfo", "RedisStore", "RedisStoreStatistics"]
 
@@ -138,7 +140,7 @@ class RedisStore(BaseStore):
         self._owns_client = isinstance(client_or_url, str)
         if isinstance(client_or_url, str):
             self.url = client_or_url
-            self.client = self._client_from_url(redis_asyncio, client_or_url, max_connections)
+            self.client = redis_client_from_url(redis_asyncio, client_or_url, max_connections)
         elif hasattr(client_or_url, "execute_command"):
             self.url = repr(client_or_url)
             self.client = client_or_url
@@ -150,6 +152,10 @@ class RedisStore(BaseStore):
         from redis.asyncio.cluster import RedisCluster
 
         self.cluster = isinstance(self.client, RedisCluster)
+        pool = sentinel_pool(self.client)
+        # A Sentinel master_for client: watch for failovers (started by the first command).
+        self._sentinel = SentinelWatch(pool) if pool is not None else None
+        self._sentinel_pending = self._sentinel is not None
         self.origin = uuid.uuid4().hex
         self._limit = Limiter(max_connections)
         self._watchdog = Watchdog()
@@ -167,43 +173,6 @@ class RedisStore(BaseStore):
         self._batches = self._batched_keys = self._decode_errors = 0
         self._sent = self._received = 0
 
-    @staticmethod
-    def _client_from_url(redis_asyncio: Any, url: str, max_connections: int) -> Any:
-        from urllib.parse import parse_qsl, urlsplit
-
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
-
-        from ._url import REDIS_URL_OPTIONS
-
-        scheme = url.split("://", 1)[0].lower()
-        if scheme not in ("redis", "rediss", "unix"):
-            raise ConfigurationError(
-                f"RedisStore URL must start with redis://, rediss:// or unix://, got {url!r}"
-            )
-        foreign = sorted({name for name, _ in parse_qsl(urlsplit(url).query)} - REDIS_URL_OPTIONS)
-        if foreign:
-            raise ConfigurationError(
-                f"RedisStore does not read option(s) {', '.join(foreign)} from its URL: pass "
-                "them as keyword arguments, or use Cache.from_url(), which reads them all"
-            )
-        # The store's own semaphore admits at most max_connections commands at once, so
-        # the plain pool (cheaper per command than BlockingConnectionPool) never runs
-        # dry and never raises redis-py 8's MaxConnectionsError; two spare connections
-        # serve the event subscription. No socket timeout: every command already runs
-        # under the store's deadline, and redis-py would add an asyncio.wait_for (a Task
-        # per read on 3.11) for it. Retries are off: the breaker and the fallback handle
-        # failures, and a retry would double every timeout.
-        pool = redis_asyncio.ConnectionPool.from_url(
-            url,
-            max_connections=max_connections + 2,
-            socket_timeout=None,
-            socket_connect_timeout=2.0,
-            retry=Retry(NoBackoff(), 0),
-            health_check_interval=0,
-        )
-        return redis_asyncio.Redis(connection_pool=pool)
-
     def __repr__(self) -> str:
         return f"RedisStore({self.url!r}, prefix={self.prefix!r})"
 
@@ -214,6 +183,10 @@ class RedisStore(BaseStore):
     ) -> R:
         if not self.breaker.allow():
             raise BackendUnavailable(f"redis {operation} skipped: the breaker is open")
+        if self._sentinel_pending:
+            self._sentinel_pending = False
+            assert self._sentinel is not None
+            self._sentinel.start()
         loop = asyncio.get_running_loop()
         task = current_task(loop)
         assert task is not None
@@ -571,6 +544,24 @@ class RedisStore(BaseStore):
             if not waiters:
                 self._lease_waiters.pop(key, None)
 
+    async def watch_failovers(self) -> bool:
+        """Start the Sentinel failover watch now; True once subscribed (False: no Sentinel).
+
+        It starts with the first command anyway; call this to be sure it is subscribed
+        before a failover you are about to cause (tests, start-up checks).
+        """
+        watch = self._sentinel
+        if watch is None:
+            return False
+        self._sentinel_pending = False
+        watch.start()
+        try:
+            async with asyncio.timeout(max(self.op_timeout, 1.0)):
+                await watch.subscribed.wait()
+        except TimeoutError:
+            return False
+        return True
+
     async def ensure_listener(self) -> bool:
         """Start the event listener (lease wake-ups, invalidations); True once subscribed."""
         if self._listener is None:
@@ -668,27 +659,7 @@ class RedisStore(BaseStore):
 
         nodes = await self._call("info", run, self.bulk_timeout)
 
-        def total(name: str) -> int:
-            return sum(int(node.get(name, 0) or 0) for node in nodes)
-
-        keys = 0
-        for node in nodes:
-            for field, value in node.items():
-                if field.startswith("db") and isinstance(value, dict):
-                    keys += int(value.get("keys", 0))
-        hits, misses = total("keyspace_hits"), total("keyspace_misses")
-        first = nodes[0]
-        return RedisInfo(
-            version=str(first.get("redis_version", "?")),
-            used_memory=total("used_memory"),
-            maxmemory=total("maxmemory"),
-            maxmemory_policy=str(first.get("maxmemory_policy", "?")),
-            keys=keys,
-            evicted_keys=total("evicted_keys"),
-            expired_keys=total("expired_keys"),
-            connected_clients=total("connected_clients"),
-            hit_rate=hits / (hits + misses) if hits + misses else 0.0,
-        )
+        return summarize_info(nodes)
 
     def statistics(self) -> RedisStoreStatistics:
         """Return a snapshot of the counters."""
@@ -702,6 +673,7 @@ class RedisStore(BaseStore):
             decode_errors=self._decode_errors,
             invalidations_sent=self._sent,
             invalidations_received=self._received,
+            failovers=self._sentinel.failovers if self._sentinel is not None else 0,
         )
 
     async def aclose(self) -> None:
@@ -709,6 +681,8 @@ class RedisStore(BaseStore):
         if self._listener is not None:
             await self._listener.aclose()
             self._listener = None
+        if self._sentinel is not None:
+            await self._sentinel.aclose()
         if self._owns_client:
             with contextlib.suppress(Exception):
                 # The pool was passed in explicitly, so redis-py would leave it open.

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["RedisInfo", "RedisStoreStatistics"]
+__all__ = ["RedisInfo", "RedisStoreStatistics", "summarize_info"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +21,8 @@ class RedisStoreStatistics:
         decode_errors: Payloads that were not asyncperf's or were corrupt.
         invalidations_sent: Invalidation messages published (tiered mode).
         invalidations_received: Invalidation messages from other processes applied.
+        failovers: Sentinel master switches seen (each closed every connection to the
+            old master at once).
     """
 
     breaker_state: str
@@ -30,6 +33,7 @@ class RedisStoreStatistics:
     decode_errors: int
     invalidations_sent: int
     invalidations_received: int
+    failovers: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,3 +61,29 @@ class RedisInfo:
     expired_keys: int
     connected_clients: int
     hit_rate: float
+
+
+def summarize_info(nodes: list[dict[str, Any]]) -> RedisInfo:
+    """Sum ``INFO`` of one server, or of every primary of a cluster, into a RedisInfo."""
+
+    def total(name: str) -> int:
+        return sum(int(node.get(name, 0) or 0) for node in nodes)
+
+    keys = 0
+    for node in nodes:
+        for field, value in node.items():
+            if field.startswith("db") and isinstance(value, dict):
+                keys += int(value.get("keys", 0))
+    hits, misses = total("keyspace_hits"), total("keyspace_misses")
+    first = nodes[0]
+    return RedisInfo(
+        version=str(first.get("redis_version", "?")),
+        used_memory=total("used_memory"),
+        maxmemory=total("maxmemory"),
+        maxmemory_policy=str(first.get("maxmemory_policy", "?")),
+        keys=keys,
+        evicted_keys=total("evicted_keys"),
+        expired_keys=total("expired_keys"),
+        connected_clients=total("connected_clients"),
+        hit_rate=hits / (hits + misses) if hits + misses else 0.0,
+    )
