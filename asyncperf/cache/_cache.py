@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Final, TypeVar, overload
@@ -123,6 +124,7 @@ class Cache(SyncLoading):
         l2: Any,
         l1: MemoryStore | None = None,
         l1_ttl: float = 30.0,
+        journal_path: str | os.PathLike[str] | None = None,
         **options: Any,
     ) -> Cache:
         """Build a cache with a coherent memory tier (L1) in front of Redis (L2).
@@ -131,6 +133,8 @@ class Cache(SyncLoading):
             l2: A :class:`~asyncperf.RedisStore` (or a ``redis://`` URL for one).
             l1: The memory tier (default ``MemoryStore(max_entries=10_000)``).
             l1_ttl: Longest time an entry stays in L1, in seconds.
+            journal_path: A file that keeps the outage journal across processes (see
+                :class:`~asyncperf.FallbackStore`).
             **options: Passed to :class:`Cache` (``default_ttl``, ``namespace``...).
         """
         from ._redis import RedisStore
@@ -138,7 +142,9 @@ class Cache(SyncLoading):
 
         if isinstance(l2, str):
             l2 = RedisStore(l2)
-        store = TieredStore(l1 if l1 is not None else MemoryStore(), l2, l1_ttl=l1_ttl)
+        store = TieredStore(
+            l1 if l1 is not None else MemoryStore(), l2, l1_ttl=l1_ttl, journal_path=journal_path
+        )
         return cls(store, **options)
 
     def namespace(self, name: str) -> Cache:

@@ -197,3 +197,19 @@ def test_journal_replays_in_a_fresh_event_loop(tmp_path: Path) -> None:
         await cache.aclose()
 
     asyncio.run(run())
+
+
+async def test_a_tiered_cache_replays_its_journal_file(tmp_path: Path) -> None:
+    journal = tmp_path / "outage.journal"
+    journal.write_text(
+        '{"journal":1,"store":"redis://127.0.0.1:6379/0 ' + PREFIX + '"}\n{"t":["group"]}\n'
+    )
+    writer = Cache(RedisStore(prefix=PREFIX), fallback=None)
+    await writer.set("member", "stale", ttl=300, tags=["group"])
+    cache = Cache.tiered(l2=RedisStore(prefix=PREFIX), journal_path=journal)
+    try:
+        assert await cache.get("member") is None  # the tag invalidation was replayed first
+        assert await writer.get("member") is None
+    finally:
+        await cache.aclose()
+        await writer.aclose()
