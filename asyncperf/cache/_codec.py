@@ -27,7 +27,6 @@ import hmac
 import math
 import pickle as _pickle
 import struct
-import threading
 from typing import Any, Final
 
 import orjson
@@ -35,6 +34,7 @@ import zstandard
 
 from .._exceptions import ConfigurationError, SerializationError
 from ._entry import Entry
+from ._zstd import ZstdPool
 
 __all__ = ["Codec"]
 
@@ -48,6 +48,24 @@ FLAG_META: Final = 0x08
 FLAG_TAGS: Final = 0x10
 
 _META = struct.Struct(">ddd")
+# The common layouts in one struct each (no tags, not pickled): header, [times], body length.
+_HEAD_META = struct.Struct(">BBBdddI")
+_HEAD_BARE = struct.Struct(">BBBI")
+_pack_bare = _HEAD_BARE.pack
+_pack_meta = _HEAD_META.pack
+# The bare JSON header of every body length below the default compression threshold.
+_BARE_HEADERS_SIZE: Final = 1024
+_BARE_HEADERS: Final = [_pack_bare(MAGIC, VERSION, FORMAT_JSON, n) for n in range(1024)]
+_dumps = orjson.dumps
+# bytes.find, not the in operator: `in` costs twice as much on a short body (CPython 3.11).
+_find = bytes.find
+_JSON_TYPES: Final = frozenset({dict, list, str, int, float, bool, type(None)})
+_BARE_JSON: Final = bytes((MAGIC, VERSION, FORMAT_JSON))
+_META_JSON: Final = FORMAT_JSON | FLAG_META
+_META_JSON_PREFIX: Final = bytes((MAGIC, VERSION, _META_JSON))
+_META_SIZE: Final = _HEAD_META.size
+_unpack_meta = _HEAD_META.unpack_from
+_loads = orjson.loads
 _TAGS_LEN = struct.Struct(">I")
 _BODY_LEN = struct.Struct(">I")
 _SIG_LEN: Final = 32
@@ -99,8 +117,8 @@ class Codec:
     """
 
     __slots__ = (
-        "_local",
         "_secret",
+        "_zstd",
         "compress_threshold",
         "compression_level",
         "max_decompressed_size",
@@ -144,8 +162,7 @@ class Codec:
         self.compress_threshold = compress_threshold
         self.compression_level = compression_level
         self.max_decompressed_size = max_decompressed_size
-        # zstandard's compressor objects are not safe to share between threads.
-        self._local = threading.local()
+        self._zstd = ZstdPool(compression_level, checksum=True)
 
     def __repr__(self) -> str:
         return (
@@ -155,29 +172,32 @@ class Codec:
 
     # -- compression -------------------------------------------------------------------
 
-    def _compressor(self) -> zstandard.ZstdCompressor:
-        compressor: zstandard.ZstdCompressor | None = getattr(self._local, "c", None)
-        if compressor is None:
-            compressor = zstandard.ZstdCompressor(level=self.compression_level, write_checksum=True)
-            self._local.c = compressor
-        return compressor
-
-    def _decompressor(self) -> zstandard.ZstdDecompressor:
-        decompressor: zstandard.ZstdDecompressor | None = getattr(self._local, "d", None)
-        if decompressor is None:
-            decompressor = zstandard.ZstdDecompressor()
-            self._local.d = decompressor
-        return decompressor
-
     def _maybe_compress(self, body: bytes) -> tuple[bytes, int]:
         if len(body) < self.compress_threshold or body.startswith(_COMPRESSED_MAGICS):
             return body, 0
-        packed = self._compressor().compress(body)
+        packed = self._zstd.compressor().compress(body)
         if len(packed) > len(body) - (len(body) >> 3):
             return body, 0
         return packed, FLAG_ZSTD
 
     # -- values ------------------------------------------------------------------------
+
+    @staticmethod
+    def _json(value: Any, key: str) -> bytes:
+        try:
+            body = orjson.dumps(value)
+        except TypeError as exc:
+            raise SerializationError(
+                f"cannot encode value of type {type(value).__qualname__} for key {key!r} as "
+                f"JSON ({exc}); convert it, or use Codec(pickle=True, secret=...)"
+            ) from exc
+        # orjson writes NaN and infinities as null: refuse rather than change the value.
+        if _find(body, b"null") >= 0 and _has_non_finite(value):
+            raise SerializationError(
+                f"cannot encode the value for key {key!r} as JSON: it holds a NaN or infinite "
+                "float, which JSON cannot represent (use Codec(pickle=True, secret=...))"
+            )
+        return body
 
     def _body(self, value: Any, key: str) -> tuple[bytes, int]:
         if type(value) is bytes:
@@ -191,20 +211,7 @@ class Codec:
                 raise SerializationError(
                     f"cannot pickle value of type {type(value).__qualname__} for key {key!r}: {exc}"
                 ) from exc
-        try:
-            body = orjson.dumps(value)
-        except TypeError as exc:
-            raise SerializationError(
-                f"cannot encode value of type {type(value).__qualname__} for key {key!r} as "
-                f"JSON ({exc}); convert it, or use Codec(pickle=True, secret=...)"
-            ) from exc
-        # orjson writes NaN and infinities as null: refuse rather than change the value.
-        if b"null" in body and _has_non_finite(value):
-            raise SerializationError(
-                f"cannot encode the value for key {key!r} as JSON: it holds a NaN or infinite "
-                "float, which JSON cannot represent (use Codec(pickle=True, secret=...))"
-            )
-        return body, FORMAT_JSON
+        return self._json(value, key), FORMAT_JSON
 
     def encode(self, value: Any, *, key: str = "") -> bytes:
         """Encode a bare value (no entry metadata).
@@ -213,6 +220,21 @@ class Codec:
             SerializationError: The value cannot be encoded; the message names its type and
                 the key.
         """
+        if self._secret is None:
+            # The common case inlined: a small JSON value with no null in it (a null may
+            # stand for a NaN: the general path checks). bytes make orjson raise and go
+            # the general way too, to be stored raw.
+            try:
+                body = _dumps(value)
+            except TypeError:
+                body = b"null"
+            size = len(body)
+            if (
+                size < _BARE_HEADERS_SIZE
+                and size < self.compress_threshold
+                and _find(body, b"null") < 0
+            ):
+                return _BARE_HEADERS[size] + body
         return self.encode_entry(Entry(value), key=key, with_meta=False)
 
     def decode(self, data: bytes) -> Any:
@@ -221,15 +243,66 @@ class Codec:
         Raises:
             SerializationError: Not an asyncperf payload, corrupt, or a bad signature.
         """
+        if type(data) is bytes and data.startswith(_BARE_JSON) and len(data) >= _HEAD_BARE.size:
+            (length,) = _BODY_LEN.unpack_from(data, 3)
+            if len(data) - _HEAD_BARE.size == length:
+                try:
+                    return orjson.loads(data[_HEAD_BARE.size :])
+                except orjson.JSONDecodeError as exc:
+                    raise SerializationError(f"corrupt asyncperf payload: {exc}") from exc
         return self.decode_entry(data).value
 
     # -- entries -----------------------------------------------------------------------
 
     def encode_entry(self, entry: Entry, *, key: str = "", with_meta: bool = True) -> bytes:
         """Encode ``entry`` with its times (wall clock), load time and tags."""
-        body, fmt = self._body(entry.value, key)
-        body, zflag = self._maybe_compress(body)
+        value = entry.value
+        if self._secret is None and not entry.tags:
+            # The common case inlined, as in encode().
+            try:
+                body = _dumps(value)
+            except TypeError:
+                body = b"null"
+            if len(body) < self.compress_threshold and _find(body, b"null") < 0:
+                if not with_meta:
+                    return _pack_bare(MAGIC, VERSION, FORMAT_JSON, len(body)) + body
+                expires_at, fresh_until = entry.expires_at, entry.fresh_until
+                return (
+                    _pack_meta(
+                        MAGIC,
+                        VERSION,
+                        _META_JSON,
+                        _NAN if expires_at is None else expires_at,
+                        _NAN if fresh_until is None else fresh_until,
+                        entry.load_time,
+                        len(body),
+                    )
+                    + body
+                )
+        if self._secret is None and type(value) in _JSON_TYPES:
+            body, fmt = self._json(value, key), FORMAT_JSON
+        else:
+            body, fmt = self._body(value, key)
+        zflag = 0
+        if len(body) >= self.compress_threshold:
+            body, zflag = self._maybe_compress(body)
         flags = fmt | zflag
+        if not entry.tags and fmt != FORMAT_PICKLE:  # the common layouts, one pack each
+            if not with_meta:
+                return _HEAD_BARE.pack(MAGIC, VERSION, flags, len(body)) + body
+            expires_at, fresh_until = entry.expires_at, entry.fresh_until
+            return (
+                _HEAD_META.pack(
+                    MAGIC,
+                    VERSION,
+                    flags | FLAG_META,
+                    _NAN if expires_at is None else expires_at,
+                    _NAN if fresh_until is None else fresh_until,
+                    entry.load_time,
+                    len(body),
+                )
+                + body
+            )
         parts: list[bytes] = []
         if with_meta:
             flags |= FLAG_META
@@ -262,6 +335,21 @@ class Codec:
             SerializationError: Not an asyncperf payload, an unknown version, corrupt,
                 a pickle when pickle is off, or a signature that does not match.
         """
+        if type(data) is bytes and data.startswith(_META_JSON_PREFIX):
+            # The common layout (JSON, times, no tags, not compressed): one unpack.
+            size = len(data)
+            if size >= _META_SIZE:
+                _, _, _, expires_at, fresh_until, load_time, length = _unpack_meta(data)
+                if size - _META_SIZE == length:
+                    try:
+                        entry = Entry(_loads(data[_META_SIZE:]))
+                    except orjson.JSONDecodeError as exc:
+                        raise SerializationError(f"corrupt asyncperf payload: {exc}") from exc
+                    # NaN encodes None (NaN is the one float unequal to itself)
+                    entry.expires_at = None if expires_at != expires_at else expires_at
+                    entry.fresh_until = None if fresh_until != fresh_until else fresh_until
+                    entry.load_time = load_time
+                    return entry
         view = memoryview(data)
         if len(view) < 3 or view[0] != MAGIC:
             raise SerializationError("not an asyncperf payload (bad magic byte)")
@@ -307,7 +395,7 @@ class Codec:
                     raise SerializationError(
                         "payload would inflate beyond max_decompressed_size; refused"
                     )
-                body = self._decompressor().decompress(
+                body = self._zstd.decompressor().decompress(
                     body, max_output_size=self.max_decompressed_size
                 )
             if fmt == FORMAT_RAW:

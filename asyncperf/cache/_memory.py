@@ -124,6 +124,10 @@ class MemoryStore(BaseStore):
         sizeof: Custom size function for objects (ignored with a codec).
         clock: Monotonic seconds; injected by tests.
 
+    Attributes:
+        plain: No codec and no byte cap: values are kept as they are, and an untagged
+            entry can be overwritten in place (:meth:`overwrite`). Read-only.
+
     Example:
         >>> store = MemoryStore(max_entries=10_000, max_bytes=64 * 2**20)
     """
@@ -149,7 +153,7 @@ class MemoryStore(BaseStore):
         self.max_bytes = max_bytes
         self.codec = codec
         self.clock = clock
-        self._plain = codec is None and max_bytes is None
+        self.plain = codec is None and max_bytes is None
         self._sizeof = sizeof or estimate_size
         self._data: OrderedDict[str, Entry] = OrderedDict()
         self._lock = threading.Lock()
@@ -178,6 +182,15 @@ class MemoryStore(BaseStore):
 
     def __len__(self) -> int:
         return len(self._data)
+
+    @property
+    def mapping(self) -> OrderedDict[str, Entry]:
+        """The live ``key -> Entry`` mapping, least recently used first.
+
+        For readers that inline :meth:`get_entry` on their hit path (the Cache facade):
+        read it, never write to it; an entry's ``fresh_until`` says whether it may be served.
+        """
+        return self._data
 
     # -- sync core (used directly by Cache for the fast path and sync decorators) -------
 
@@ -227,7 +240,7 @@ class MemoryStore(BaseStore):
         self, key: str, value: Any, ttl: float | None, tags: tuple[str, ...] = ()
     ) -> None:
         """Store a plain ``value`` (no stale window, no load time) for ``ttl`` seconds."""
-        if not tags and self._plain and not _LOCK_READS:
+        if not tags and self.plain and not _LOCK_READS:
             entry = self._data.get(key)
             if entry is not None and not entry.tags:
                 self.overwrite(key, entry, value, ttl)

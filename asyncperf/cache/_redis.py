@@ -5,20 +5,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, TypeVar
 
 import orjson
 
 from .._exceptions import BackendUnavailable, ConfigurationError, SerializationError
+from ._batching import Batcher
 from ._breaker import CircuitBreaker
 from ._codec import Codec
+from ._deadline import Limiter, Watchdog, current_task
 from ._entry import Entry
+from ._pubsub import Listener
+from ._redis_lua import INVALIDATE_TAGS, RELEASE_LEASE, TAG_ADD
+from ._redis_stats import RedisInfo, RedisStoreStatistics, summarize_info
+from ._sentinel import SentinelWatch, sentinel_pool
 from ._store import BaseStore, StoreHealth
+from ._url import redis_client_from_url
 
 __all__ = ["RedisInfo", "RedisStore", "RedisStoreStatistics"]
 
@@ -31,51 +36,6 @@ _SCAN_COUNT: Final = 1000
 _UNLINK_CHUNK: Final = 500
 _LISTEN_POLL: Final = 0.5
 _PING_EVERY: Final = 2.0
-
-# Removes every key in each tag set, then the set; atomic on one server. Cluster mode
-# cannot run it (the members live in other slots) and uses a two-step fallback instead.
-_INVALIDATE_TAGS = """
-local removed = 0
-for _, tag_key in ipairs(KEYS) do
-  local members = redis.call('SMEMBERS', tag_key)
-  for i = 1, #members, 500 do
-    removed = removed + redis.call('UNLINK', unpack(members, i, math.min(i + 499, #members)))
-  end
-  redis.call('UNLINK', tag_key)
-end
-return removed
-"""
-
-# Adds a member to a tag set and keeps the set alive as long as its longest-lived member:
-# a new set takes the member's TTL, a longer TTL extends it, a member without TTL makes it
-# persistent. One key per call, so it runs on a cluster too.
-_TAG_ADD = """
-local added = redis.call('SADD', KEYS[1], ARGV[1])
-if ARGV[2] == '' then
-  redis.call('PERSIST', KEYS[1])
-  return added
-end
-local ttl = tonumber(ARGV[2])
-local current = redis.call('PTTL', KEYS[1])
-if current == -1 then
-  if added == 1 and redis.call('SCARD', KEYS[1]) == 1 then
-    redis.call('PEXPIRE', KEYS[1], ttl)
-  end
-elseif current < ttl then
-  redis.call('PEXPIRE', KEYS[1], ttl)
-end
-return added
-"""
-
-# Releases a lease only if this holder still owns it, and wakes the waiters.
-_RELEASE_LEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  redis.call('PUBLISH', ARGV[2], ARGV[3])
-  return 1
-end
-return 0
-"""
 
 
 def _import_redis() -> Any:
@@ -94,184 +54,6 @@ def _glob_escape(text: str) -> str:
 
 def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
-
-
-class _Watchdog:
-    """Cancel operations that outlive their deadline, with one timer for all of them.
-
-    ``asyncio.timeout`` costs a timer per call (about 4.5 µs on 3.11, most of it keeping
-    the loop's timer heap ordered); this keeps a dict of in-flight tasks and their
-    deadlines, and a single timer at the nearest one.
-    """
-
-    __slots__ = ("_expired", "_loop", "_tasks", "_timer", "_timer_at")
-
-    def __init__(self) -> None:
-        self._tasks: dict[asyncio.Task[Any], float] = {}
-        self._expired: set[asyncio.Task[Any]] = set()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = math.inf
-
-    def watch(self, task: asyncio.Task[Any], budget: float) -> None:
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop:  # a new event loop (asyncio.run again): start over
-            self._loop, self._timer, self._timer_at = loop, None, math.inf
-            self._tasks.clear()
-            self._expired.clear()
-        deadline = loop.time() + budget
-        self._tasks[task] = deadline
-        if deadline < self._timer_at:
-            self._arm(loop, deadline)
-
-    def unwatch(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.pop(task, None)
-
-    def expired(self, task: asyncio.Task[Any]) -> bool:
-        """Whether ``task`` was cancelled for its deadline (and forget it)."""
-        if task in self._expired:
-            self._expired.discard(task)
-            return True
-        return False
-
-    def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = loop.call_at(when, self._fire)
-        self._timer_at = when
-
-    def _fire(self) -> None:
-        self._timer, self._timer_at = None, math.inf
-        loop = self._loop
-        assert loop is not None
-        now = loop.time()
-        nearest = math.inf
-        for task, deadline in list(self._tasks.items()):
-            if deadline <= now:
-                del self._tasks[task]
-                self._expired.add(task)
-                task.cancel()
-            elif deadline < nearest:
-                nearest = deadline
-        if nearest < math.inf:
-            self._arm(loop, nearest)
-
-
-class _Resubmit(Exception):
-    """A batch leader was cancelled before answering: followers submit again."""
-
-
-class _Batcher(Generic[ItemT, R]):
-    """Coalesce calls that arrive while the backend is busy into one round trip.
-
-    A call made when nothing of its kind is in flight goes out at once: a lone caller
-    pays nothing for batching. Calls made while one is in flight gather: the first of
-    them opens a batch and yields once, the calls of the same event-loop turn join it,
-    and it sends them all in one request (MGET, or one pipeline), handing every caller
-    its own result. So a burst of N concurrent gets costs two round trips, not N.
-    """
-
-    __slots__ = ("_flush", "_in_flight", "_pending")
-
-    def __init__(self, flush: Callable[[list[ItemT]], Awaitable[list[R]]]) -> None:
-        self._flush = flush
-        self._pending: list[tuple[ItemT, asyncio.Future[R]]] | None = None
-        self._in_flight = 0
-
-    async def submit(self, item: ItemT) -> R:
-        while True:
-            pending = self._pending
-            if pending is None:
-                if self._in_flight == 0:
-                    return (await self._send([item]))[0]
-                return await self._lead(item)
-            future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-            pending.append((item, future))
-            try:
-                return await future
-            except _Resubmit:
-                continue
-
-    async def _send(self, items: list[ItemT]) -> list[R]:
-        self._in_flight += 1
-        try:
-            return await self._flush(items)
-        finally:
-            self._in_flight -= 1
-
-    async def _lead(self, item: ItemT) -> R:
-        pending: list[tuple[ItemT, asyncio.Future[R]]] = []
-        self._pending = pending
-        try:
-            try:
-                await asyncio.sleep(0)
-            finally:
-                self._pending = None
-            results = await self._send([item, *(queued for queued, _ in pending)])
-        except BaseException as exc:
-            handover: BaseException = exc if isinstance(exc, Exception) else _Resubmit()
-            for _, future in pending:
-                if not future.done():
-                    future.set_exception(handover)
-                    # The follower may be gone by now; never log "exception not retrieved".
-                    future.exception()
-            raise
-        for (_, future), result in zip(pending, results[1:], strict=True):
-            if not future.done():
-                future.set_result(result)
-        return results[0]
-
-
-@dataclass(frozen=True, slots=True)
-class RedisStoreStatistics:
-    """Counters of one RedisStore.
-
-    Attributes:
-        breaker_state: The breaker's state.
-        failures: Operations that failed or timed out.
-        rejected: Operations refused at once because the breaker was open.
-        batches: Round trips that carried batched gets or sets.
-        batched_keys: Keys carried by those round trips.
-        decode_errors: Payloads that were not asyncperf's or were corrupt.
-        invalidations_sent: Invalidation messages published (tiered mode).
-        invalidations_received: Invalidation messages from other processes applied.
-    """
-
-    breaker_state: str
-    failures: int
-    rejected: int
-    batches: int
-    batched_keys: int
-    decode_errors: int
-    invalidations_sent: int
-    invalidations_received: int
-
-
-@dataclass(frozen=True, slots=True)
-class RedisInfo:
-    """A summary of ``INFO`` for dashboards and health pages.
-
-    Attributes:
-        version: The server's version.
-        used_memory: Bytes of memory Redis uses.
-        maxmemory: The configured cap (0: none).
-        maxmemory_policy: What Redis evicts when full.
-        keys: Keys in the selected database (all nodes, for a cluster).
-        evicted_keys: Keys Redis evicted for memory since it started.
-        expired_keys: Keys that expired since it started.
-        connected_clients: Clients connected now.
-        hit_rate: Keyspace hits / (hits + misses) since start, server-wide.
-    """
-
-    version: str
-    used_memory: int
-    maxmemory: int
-    maxmemory_policy: str
-    keys: int
-    evicted_keys: int
-    expired_keys: int
-    connected_clients: int
-    hit_rate: float
 
 
 class RedisStore(BaseStore):
@@ -358,7 +140,7 @@ class RedisStore(BaseStore):
         self._owns_client = isinstance(client_or_url, str)
         if isinstance(client_or_url, str):
             self.url = client_or_url
-            self.client = self._client_from_url(redis_asyncio, client_or_url, max_connections)
+            self.client = redis_client_from_url(redis_asyncio, client_or_url, max_connections)
         elif hasattr(client_or_url, "execute_command"):
             self.url = repr(client_or_url)
             self.client = client_or_url
@@ -370,59 +152,26 @@ class RedisStore(BaseStore):
         from redis.asyncio.cluster import RedisCluster
 
         self.cluster = isinstance(self.client, RedisCluster)
+        pool = sentinel_pool(self.client)
+        # A Sentinel master_for client: watch for failovers (started by the first command).
+        self._sentinel = SentinelWatch(pool) if pool is not None else None
+        self._sentinel_pending = self._sentinel is not None
         self.origin = uuid.uuid4().hex
-        self._limit = asyncio.Semaphore(max_connections)
-        self._watchdog = _Watchdog()
+        self._limit = Limiter(max_connections)
+        self._watchdog = Watchdog()
         self._batching = batching
-        self._get_batcher: _Batcher[str, bytes | None] = _Batcher(self._flush_gets)
-        self._set_batcher: _Batcher[tuple[str, bytes, float | None, tuple[str, ...]], None] = (
-            _Batcher(self._flush_sets)
+        self._get_batcher: Batcher[str, bytes | None] = Batcher(self._flush_gets, self._get_one)
+        self._set_batcher: Batcher[tuple[str, bytes, float | None, tuple[str, ...]], None] = (
+            Batcher(self._flush_sets, self._set_one)
         )
-        self._invalidate_script = self.client.register_script(_INVALIDATE_TAGS)
-        self._release_script = self.client.register_script(_RELEASE_LEASE)
-        self._tag_script = self.client.register_script(_TAG_ADD)
+        self._invalidate_script = self.client.register_script(INVALIDATE_TAGS)
+        self._release_script = self.client.register_script(RELEASE_LEASE)
+        self._tag_script = self.client.register_script(TAG_ADD)
         self._publish = False
-        self._listener: _Listener | None = None
+        self._listener: Listener | None = None
         self._lease_waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._batches = self._batched_keys = self._decode_errors = 0
         self._sent = self._received = 0
-
-    @staticmethod
-    def _client_from_url(redis_asyncio: Any, url: str, max_connections: int) -> Any:
-        from urllib.parse import parse_qsl, urlsplit
-
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
-
-        from ._url import REDIS_URL_OPTIONS
-
-        scheme = url.split("://", 1)[0].lower()
-        if scheme not in ("redis", "rediss", "unix"):
-            raise ConfigurationError(
-                f"RedisStore URL must start with redis://, rediss:// or unix://, got {url!r}"
-            )
-        foreign = sorted({name for name, _ in parse_qsl(urlsplit(url).query)} - REDIS_URL_OPTIONS)
-        if foreign:
-            raise ConfigurationError(
-                f"RedisStore does not read option(s) {', '.join(foreign)} from its URL: pass "
-                "them as keyword arguments, or use Cache.from_url(), which reads them all"
-            )
-        # The store's own semaphore admits at most max_connections commands at once, so
-        # the plain pool (cheaper per command than BlockingConnectionPool) never runs
-        # dry and never raises redis-py 8's MaxConnectionsError; two spare connections
-        # serve the event subscription. No socket timeout: every command already runs
-        # under the store's deadline, and redis-py would add an asyncio.wait_for (a Task
-        # per read on 3.11) for it. Retries are off: the breaker and the fallback handle
-        # failures, and a retry would double every timeout.
-        pool = redis_asyncio.ConnectionPool.from_url(
-            url,
-            max_connections=max_connections + 2,
-            socket_timeout=None,
-            socket_connect_timeout=2.0,
-            retry=Retry(NoBackoff(), 0),
-            health_check_interval=0,
-        )
-        return redis_asyncio.Redis(connection_pool=pool)
 
     def __repr__(self) -> str:
         return f"RedisStore({self.url!r}, prefix={self.prefix!r})"
@@ -434,14 +183,24 @@ class RedisStore(BaseStore):
     ) -> R:
         if not self.breaker.allow():
             raise BackendUnavailable(f"redis {operation} skipped: the breaker is open")
-        task = asyncio.current_task()
+        if self._sentinel_pending:
+            self._sentinel_pending = False
+            assert self._sentinel is not None
+            self._sentinel.start()
+        loop = asyncio.get_running_loop()
+        task = current_task(loop)
         assert task is not None
         watchdog = self._watchdog
         cancelling = task.cancelling()
-        watchdog.watch(task, budget or self.op_timeout)
+        watchdog.watch(task, budget or self.op_timeout, loop)
+        limit = self._limit
         try:
-            async with self._limit:
+            if not limit.try_acquire():
+                await limit.acquire()  # queued within the deadline
+            try:
                 result = await command()
+            finally:
+                limit.release()
         except asyncio.CancelledError:
             if watchdog.expired(task) and task.uncancel() <= cancelling:
                 self.breaker.failure()  # our deadline, not the caller's cancellation
@@ -492,12 +251,23 @@ class RedisStore(BaseStore):
 
     async def get(self, key: str) -> Entry | None:
         """Return the entry for ``key`` (batched with other gets of this turn)."""
+        full = self.prefix + key
         if self._batching:
-            raw = await self._get_batcher.submit(self.prefix + key)
+            raw = await self._get_batcher.submit(full)
         else:
-            full = self.prefix + key
-            raw = await self._call("get", lambda: self.client.get(full))
-        return self._decode(key, raw)
+            raw = await self._get_one(full)
+        if raw is None:
+            return None
+        try:
+            return self.codec.decode_entry(raw)
+        except SerializationError:
+            self._decode_errors += 1
+            raise
+
+    def _get_one(self, full: str) -> Awaitable[bytes | None]:
+        """A lone GET (no batch open): the coroutine of its round trip."""
+        client = self.client
+        return self._call("get", lambda: client.get(full))
 
     async def _flush_gets(self, keys: list[str]) -> list[bytes | None]:
         unique = list(dict.fromkeys(keys))
@@ -570,12 +340,28 @@ class RedisStore(BaseStore):
             SerializationError: The value cannot be encoded; nothing is sent.
             BackendUnavailable: Redis failed, timed out, or the breaker is open.
         """
-        payload = self._encode(key, entry, ttl)
+        entry.expires_at = None if ttl is None else self.clock() + ttl
+        if entry.fresh_until is None:
+            entry.fresh_until = entry.expires_at
+        payload = self.codec.encode_entry(entry, key=key)
         item = (self.prefix + key, payload, ttl, entry.tags)
         if self._batching:
             await self._set_batcher.submit(item)
         else:
+            await self._set_one(item)
+
+    async def _set_one(self, item: tuple[str, bytes, float | None, tuple[str, ...]]) -> None:
+        """A lone set: a plain SET when it has no tags and announces nothing (no pipeline)."""
+        full, payload, ttl, tags = item
+        if tags or self._publish:
             await self._flush_sets([item])
+            return
+        client = self.client
+        if ttl is None:
+            await self._call("set", lambda: client.set(full, payload))
+        else:
+            millis = _ms(ttl)
+            await self._call("set", lambda: client.set(full, payload, px=millis))
 
     async def set_many(self, items: Sequence[tuple[str, Entry, float | None]]) -> None:
         """Store several items in one pipeline; nothing is sent if one cannot be encoded."""
@@ -758,10 +544,28 @@ class RedisStore(BaseStore):
             if not waiters:
                 self._lease_waiters.pop(key, None)
 
+    async def watch_failovers(self) -> bool:
+        """Start the Sentinel failover watch now; True once subscribed (False: no Sentinel).
+
+        It starts with the first command anyway; call this to be sure it is subscribed
+        before a failover you are about to cause (tests, start-up checks).
+        """
+        watch = self._sentinel
+        if watch is None:
+            return False
+        self._sentinel_pending = False
+        watch.start()
+        try:
+            async with asyncio.timeout(max(self.op_timeout, 1.0)):
+                await watch.subscribed.wait()
+        except TimeoutError:
+            return False
+        return True
+
     async def ensure_listener(self) -> bool:
         """Start the event listener (lease wake-ups, invalidations); True once subscribed."""
         if self._listener is None:
-            self._listener = _Listener(self)
+            self._listener = Listener(self)
         return await self._listener.ready(self.op_timeout)
 
     def ensure_listener_started(self) -> None:
@@ -775,13 +579,13 @@ class RedisStore(BaseStore):
         """Publish every write and invalidation, and pass other processes' to ``on_message``."""
         self._publish = True
         if self._listener is None:
-            self._listener = _Listener(self)
+            self._listener = Listener(self)
         self._listener.on_invalidation = on_message
 
     def add_connection_listener(self, callback: Callable[[bool], None]) -> None:
         """Call ``callback(connected)`` when the event subscription drops or comes back."""
         if self._listener is None:
-            self._listener = _Listener(self)
+            self._listener = Listener(self)
         self._listener.on_connection.append(callback)
 
     def _message(
@@ -855,27 +659,7 @@ class RedisStore(BaseStore):
 
         nodes = await self._call("info", run, self.bulk_timeout)
 
-        def total(name: str) -> int:
-            return sum(int(node.get(name, 0) or 0) for node in nodes)
-
-        keys = 0
-        for node in nodes:
-            for field, value in node.items():
-                if field.startswith("db") and isinstance(value, dict):
-                    keys += int(value.get("keys", 0))
-        hits, misses = total("keyspace_hits"), total("keyspace_misses")
-        first = nodes[0]
-        return RedisInfo(
-            version=str(first.get("redis_version", "?")),
-            used_memory=total("used_memory"),
-            maxmemory=total("maxmemory"),
-            maxmemory_policy=str(first.get("maxmemory_policy", "?")),
-            keys=keys,
-            evicted_keys=total("evicted_keys"),
-            expired_keys=total("expired_keys"),
-            connected_clients=total("connected_clients"),
-            hit_rate=hits / (hits + misses) if hits + misses else 0.0,
-        )
+        return summarize_info(nodes)
 
     def statistics(self) -> RedisStoreStatistics:
         """Return a snapshot of the counters."""
@@ -889,6 +673,7 @@ class RedisStore(BaseStore):
             decode_errors=self._decode_errors,
             invalidations_sent=self._sent,
             invalidations_received=self._received,
+            failovers=self._sentinel.failovers if self._sentinel is not None else 0,
         )
 
     async def aclose(self) -> None:
@@ -896,109 +681,9 @@ class RedisStore(BaseStore):
         if self._listener is not None:
             await self._listener.aclose()
             self._listener = None
+        if self._sentinel is not None:
+            await self._sentinel.aclose()
         if self._owns_client:
             with contextlib.suppress(Exception):
                 # The pool was passed in explicitly, so redis-py would leave it open.
                 await self.client.aclose(close_connection_pool=True)
-
-
-class _Listener:
-    """One pub/sub connection for the store's event channel, kept alive and watched.
-
-    It reconnects with backoff when Redis goes away; ``on_connection(False)`` fires when
-    the subscription is lost (messages may have been missed from then on) and
-    ``on_connection(True)`` when it is back.
-    """
-
-    def __init__(self, store: RedisStore) -> None:
-        self.store = store
-        self.on_invalidation: Callable[[dict[str, Any]], None] | None = None
-        self.on_connection: list[Callable[[bool], None]] = []
-        self.connected = False
-        self._subscribed = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._closing = False
-
-    def start(self) -> None:
-        if self._task is None and not self._closing:
-            self._task = asyncio.get_running_loop().create_task(
-                self._run(), name=f"asyncperf-redis-listener:{self.store.channel}"
-            )
-
-    async def ready(self, wait: float) -> bool:
-        self.start()
-        if self._subscribed.is_set():
-            return True
-        try:
-            async with asyncio.timeout(wait):
-                await self._subscribed.wait()
-        except TimeoutError:
-            return False
-        return True
-
-    def _set_connected(self, connected: bool) -> None:
-        if connected == self.connected:
-            return
-        self.connected = connected
-        if connected:
-            self._subscribed.set()
-        else:
-            self._subscribed.clear()
-        for callback in list(self.on_connection):
-            try:
-                callback(connected)
-            except Exception:
-                logger.exception("asyncperf: connection listener failed")
-
-    async def _run(self) -> None:
-        backoff = 0.05
-        timeout = self.store.op_timeout
-        while not self._closing:
-            if self.store.cluster:
-                try:
-                    # Cluster pub/sub does not load the slot map itself.
-                    await self.store.client.initialize()
-                except Exception as exc:
-                    self._set_connected(False)
-                    logger.debug("asyncperf: cluster not reachable yet: %r", exc)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 2.0)
-                    continue
-            pubsub = self.store.client.pubsub()
-            try:
-                async with asyncio.timeout(max(timeout, 1.0)):
-                    await pubsub.subscribe(self.store.channel)
-                self._set_connected(True)
-                backoff = 0.05
-                last_ping = time.monotonic()
-                while not self._closing:
-                    async with asyncio.timeout(_LISTEN_POLL + max(timeout, 1.0)):
-                        message = await pubsub.get_message(
-                            ignore_subscribe_messages=True, timeout=_LISTEN_POLL
-                        )
-                    if message is not None and message.get("type") == "message":
-                        self.store._dispatch(message["data"])
-                    if time.monotonic() - last_ping >= _PING_EVERY:
-                        # A frozen server keeps the socket open: only a ping notices.
-                        async with asyncio.timeout(max(timeout, 1.0)):
-                            await pubsub.ping()
-                        last_ping = time.monotonic()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if self.connected:
-                    logger.warning("asyncperf: Redis event subscription lost: %r", exc)
-                self._set_connected(False)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
-            finally:
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(pubsub.aclose())
-
-    async def aclose(self) -> None:
-        self._closing = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import threading
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import anyio
 
-__all__ = ["Flight", "SyncFlight"]
+__all__ = ["ABANDONED", "Flight", "SyncFlight"]
+
+
+class _Abandoned:
+    def __repr__(self) -> str:
+        return "<abandoned>"
+
+
+#: What ``outcome()`` returns when the leader gave up: look again, and maybe lead.
+ABANDONED: Final[Any] = _Abandoned()
 
 
 class _Signal(Protocol):
@@ -44,6 +53,14 @@ class _Outcome:
             self.abandoned = True
             self.signal.set()
 
+    def ending(self) -> Any:
+        """The ending once signalled: the value, the error raised, or :data:`ABANDONED`."""
+        if self.abandoned:
+            return ABANDONED
+        if self.error is not None:
+            raise self.error
+        return self.value
+
 
 class Flight(_Outcome):
     """A load awaited by coroutines (asyncio or trio)."""
@@ -54,6 +71,11 @@ class Flight(_Outcome):
         self.event = anyio.Event()
         super().__init__(self.event)
 
+    async def outcome(self) -> Any:
+        """Wait for the load to end: its value, its error raised, or :data:`ABANDONED`."""
+        await self.event.wait()
+        return self.ending()
+
 
 class SyncFlight(_Outcome):
     """A load awaited by threads (decorated sync functions)."""
@@ -63,3 +85,8 @@ class SyncFlight(_Outcome):
     def __init__(self) -> None:
         self.event = threading.Event()
         super().__init__(self.event)
+
+    def outcome(self) -> Any:
+        """Block until the load ends: its value, its error raised, or :data:`ABANDONED`."""
+        self.event.wait()
+        return self.ending()

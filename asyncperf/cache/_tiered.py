@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+import anyio
+
 from .._exceptions import BackendUnavailable, ConfigurationError
 from ._entry import Entry
+from ._journal import JournalFile, Pending
 from ._memory import _LOCK_READS, MemoryStore
 from ._redis import RedisStore
 from ._store import BaseStore, StoreHealth
@@ -60,16 +64,31 @@ class FallbackStore(BaseStore):
     store prefix is cleared), and only then is Redis read again. So no value invalidated
     during an outage is served after it.
 
+    With ``journal_path`` the journal is also written to that file (fsync'd before the call
+    that made the entry returns), so it survives the process: the next process started
+    with the same store configuration and path replays it before it reads Redis.
+
     Args:
         primary: The remote store.
         fallback: The in-process store used during outages.
         journal_size: Outage journal capacity before falling back to a full clear.
+        journal_path: A local file that keeps the journal across processes (``None``:
+            in memory only). One file per store configuration (URL and prefix).
+
+    Raises:
+        ConfigurationError: A bad size, or ``journal_path`` is not usable or holds
+            another store's journal.
     """
 
     backend_name = "redis+fallback"
 
     def __init__(
-        self, primary: RedisStore, fallback: MemoryStore, *, journal_size: int = _DEFAULT_JOURNAL
+        self,
+        primary: RedisStore,
+        fallback: MemoryStore,
+        *,
+        journal_size: int = _DEFAULT_JOURNAL,
+        journal_path: str | os.PathLike[str] | None = None,
     ) -> None:
         if not isinstance(fallback, MemoryStore):
             raise ConfigurationError(
@@ -90,6 +109,20 @@ class FallbackStore(BaseStore):
         self._needs_recovery = False
         self._recovering = False
         self._degraded_reads = self._degraded_writes = self._recoveries = 0
+        self._journal_file: JournalFile | None = None
+        self._journal_lock = anyio.Lock()
+        self._unsaved = Pending()
+        if journal_path is not None:
+            self._journal_file = JournalFile(
+                journal_path, f"{primary.url} {primary.prefix}", journal_size
+            )
+            left = self._journal_file.load()  # what a process that died mid-outage left
+            if left.overflow or left.size():
+                self._needs_recovery = True
+                self._journal_overflow = left.overflow
+                self._journal_keys.update(left.keys)
+                self._journal_tags.update(left.tags)
+                self._journal_prefixes.update(left.prefixes)
         primary.breaker.listeners.append(self._on_breaker)
 
     def __repr__(self) -> str:
@@ -115,10 +148,12 @@ class FallbackStore(BaseStore):
         if state == "open":
             self._needs_recovery = True
 
-    def _journal(
+    async def _journal(
         self, *, keys: Sequence[str] = (), tags: Sequence[str] = (), prefix: str | None = None
     ) -> None:
         self._needs_recovery = True
+        if self._journal_file is not None:
+            await self._save(keys, tags, prefix)
         if self._journal_overflow:
             return
         self._journal_keys.update(dict.fromkeys(keys))
@@ -132,6 +167,25 @@ class FallbackStore(BaseStore):
             self._journal_tags.clear()
             self._journal_prefixes.clear()
 
+    async def _save(self, keys: Sequence[str], tags: Sequence[str], prefix: str | None) -> None:
+        """Append to the journal file; returns once it is on disk (group commit)."""
+        journal = self._journal_file
+        assert journal is not None
+        unsaved = self._unsaved
+        unsaved.keys.update(dict.fromkeys(keys))
+        unsaved.tags.update(dict.fromkeys(tags))
+        if prefix is not None:
+            unsaved.prefixes[prefix] = None
+        async with self._journal_lock:
+            batch = self._unsaved
+            if not batch.size():
+                return  # the previous holder wrote ours with its own
+            self._unsaved = Pending()
+            try:
+                await anyio.to_thread.run_sync(journal.append, batch)
+            except OSError as exc:  # a full or read-only disk: the memory journal remains
+                logger.warning("asyncperf: outage journal %s not written: %r", journal.path, exc)
+
     async def _primary_ready(self) -> bool:
         """Whether to use the remote store now; replays the outage journal first."""
         if not self._needs_recovery and self.primary.breaker.state == "closed":
@@ -142,27 +196,49 @@ class FallbackStore(BaseStore):
 
     async def _recover(self) -> bool:
         self._recovering = True
+        # Replay a snapshot: what is journaled meanwhile stays for the next recovery.
+        done = Pending(
+            dict(self._journal_keys),
+            dict(self._journal_tags),
+            dict(self._journal_prefixes),
+            self._journal_overflow,
+        )
         try:
-            if self._journal_overflow:
+            if done.overflow:
                 await self.primary.clear("")
             else:
-                if self._journal_keys:
-                    await self.primary.delete_many(list(self._journal_keys))
-                if self._journal_tags:
-                    await self.primary.invalidate_tags(list(self._journal_tags))
-                for prefix in list(self._journal_prefixes):
+                if done.keys:
+                    await self.primary.delete_many(list(done.keys))
+                if done.tags:
+                    await self.primary.invalidate_tags(list(done.tags))
+                for prefix in done.prefixes:
                     await self.primary.clear(prefix)
-                if not (self._journal_keys or self._journal_tags or self._journal_prefixes):
+                if not done.size():
                     await self.primary._call("ping", self.primary.client.ping)
+            if self._journal_file is not None:
+                await anyio.to_thread.run_sync(self._journal_file.forget, done)
         except BackendUnavailable:
             return False
+        except OSError as exc:  # replayed, but the file still lists it: replayed again later
+            logger.warning("asyncperf: outage journal not emptied: %r", exc)
         finally:
             self._recovering = False
-        self._journal_keys.clear()
-        self._journal_tags.clear()
-        self._journal_prefixes.clear()
-        self._journal_overflow = False
-        self._needs_recovery = False
+        for mine, replayed in (
+            (self._journal_keys, done.keys),
+            (self._journal_tags, done.tags),
+            (self._journal_prefixes, done.prefixes),
+        ):
+            for item in replayed:
+                mine.pop(item, None)
+        if done.overflow:
+            self._journal_overflow = False
+        # Anything journaled while the replay ran is replayed next time.
+        self._needs_recovery = bool(
+            self._journal_overflow
+            or self._journal_keys
+            or self._journal_tags
+            or self._journal_prefixes
+        )
         self._recoveries += 1
         self._after_recovery()
         logger.warning("asyncperf: Redis is back; outage journal replayed")
@@ -208,7 +284,7 @@ class FallbackStore(BaseStore):
                 pass
         self._degraded_writes += 1
         self.fallback.set_entry(key, self._normalized(key, entry), ttl)
-        self._journal(keys=[key])
+        await self._journal(keys=[key])
 
     async def set_many(self, items: Sequence[tuple[str, Entry, float | None]]) -> None:
         """Store several items (see :meth:`set`)."""
@@ -222,7 +298,7 @@ class FallbackStore(BaseStore):
         for key, entry, ttl in normalized:
             self._degraded_writes += 1
             self.fallback.set_entry(key, entry, ttl)
-        self._journal(keys=[key for key, _, _ in items])
+        await self._journal(keys=[key for key, _, _ in items])
 
     async def delete(self, key: str) -> bool:
         """Remove ``key`` (journaled for replay if the remote is unavailable)."""
@@ -236,7 +312,7 @@ class FallbackStore(BaseStore):
                 return await self.primary.delete_many(keys)
             except BackendUnavailable:
                 pass
-        self._journal(keys=keys)
+        await self._journal(keys=keys)
         return local
 
     async def invalidate_tags(self, tags: Sequence[str]) -> int:
@@ -247,7 +323,7 @@ class FallbackStore(BaseStore):
                 return await self.primary.invalidate_tags(tags)
             except BackendUnavailable:
                 pass
-        self._journal(tags=tags)
+        await self._journal(tags=tags)
         return local
 
     async def clear(self, prefix: str = "") -> int:
@@ -258,7 +334,7 @@ class FallbackStore(BaseStore):
                 return await self.primary.clear(prefix)
             except BackendUnavailable:
                 pass
-        self._journal(prefix=prefix)
+        await self._journal(prefix=prefix)
         return local
 
     # leases, for lock="distributed": only through a healthy remote
@@ -350,6 +426,7 @@ class TieredStore(FallbackStore):
         l2: The Redis store.
         l1_ttl: Longest time an entry stays in L1, in seconds.
         journal_size: Outage journal capacity.
+        journal_path: A file that keeps the outage journal across processes.
     """
 
     backend_name = "tiered"
@@ -361,6 +438,7 @@ class TieredStore(FallbackStore):
         *,
         l1_ttl: float = 30.0,
         journal_size: int = _DEFAULT_JOURNAL,
+        journal_path: str | os.PathLike[str] | None = None,
     ) -> None:
         from ._cache import check_ttl
 
@@ -370,7 +448,7 @@ class TieredStore(FallbackStore):
             raise ConfigurationError("the L1 MemoryStore of a tiered cache takes no codec")
         if l1_ttl is None:
             raise ConfigurationError("l1_ttl must be a number of seconds")
-        super().__init__(l2, l1, journal_size=journal_size)
+        super().__init__(l2, l1, journal_size=journal_size, journal_path=journal_path)
         self.l1 = l1
         self.l2 = l2
         self.l1_ttl: float = check_ttl(l1_ttl, "l1_ttl") or l1_ttl
@@ -494,10 +572,10 @@ class TieredStore(FallbackStore):
                 await self.l2.set(key, entry, ttl)
             except BackendUnavailable:
                 self._degraded_writes += 1
-                self._journal(keys=[key])
+                await self._journal(keys=[key])
         else:
             self._degraded_writes += 1
-            self._journal(keys=[key])
+            await self._journal(keys=[key])
         self._put_l1(key, local, self._l1_ttl(ttl))
 
     async def set_many(self, items: Sequence[tuple[str, Entry, float | None]]) -> None:
@@ -509,10 +587,10 @@ class TieredStore(FallbackStore):
                 await self.l2.set_many(items)
             except BackendUnavailable:
                 self._degraded_writes += len(items)
-                self._journal(keys=[key for key, _, _ in items])
+                await self._journal(keys=[key for key, _, _ in items])
         else:
             self._degraded_writes += len(items)
-            self._journal(keys=[key for key, _, _ in items])
+            await self._journal(keys=[key for key, _, _ in items])
         for key, entry, ttl in local:
             self._put_l1(key, entry, self._l1_ttl(ttl))
 

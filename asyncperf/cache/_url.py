@@ -1,4 +1,6 @@
-"""Cache.from_url: ``memory://``, ``redis://``, ``rediss://``, ``tiered+redis://``."""
+"""From URLs: Cache.from_url (``memory://``, ``redis://``, ``rediss://``, ``tiered+redis://``) and
+the redis.asyncio client a RedisStore builds for a URL.
+"""
 
 from __future__ import annotations
 
@@ -203,3 +205,41 @@ def _redis_cache(
     fallback_entries = parsed.pop("fallback_max_entries", 1000)
     fallback = MemoryStore(max_entries=fallback_entries) if fallback_entries > 0 else None
     return Cache(RedisStore(redis_url, **parsed), fallback=fallback, **cache_options)
+
+
+def redis_client_from_url(redis_asyncio: Any, url: str, max_connections: int) -> Any:
+    """The redis.asyncio client a RedisStore builds for ``url`` (its pool, timeouts, retries)."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    from ._url import REDIS_URL_OPTIONS
+
+    scheme = url.split("://", 1)[0].lower()
+    if scheme not in ("redis", "rediss", "unix"):
+        raise ConfigurationError(
+            f"RedisStore URL must start with redis://, rediss:// or unix://, got {url!r}"
+        )
+    foreign = sorted({name for name, _ in parse_qsl(urlsplit(url).query)} - REDIS_URL_OPTIONS)
+    if foreign:
+        raise ConfigurationError(
+            f"RedisStore does not read option(s) {', '.join(foreign)} from its URL: pass "
+            "them as keyword arguments, or use Cache.from_url(), which reads them all"
+        )
+    # The store's own semaphore admits at most max_connections commands at once, so
+    # the plain pool (cheaper per command than BlockingConnectionPool) never runs
+    # dry and never raises redis-py 8's MaxConnectionsError; two spare connections
+    # serve the event subscription. No socket timeout: every command already runs
+    # under the store's deadline, and redis-py would add an asyncio.wait_for (a Task
+    # per read on 3.11) for it. Retries are off: the breaker and the fallback handle
+    # failures, and a retry would double every timeout.
+    pool = redis_asyncio.ConnectionPool.from_url(
+        url,
+        max_connections=max_connections + 2,
+        socket_timeout=None,
+        socket_connect_timeout=2.0,
+        retry=Retry(NoBackoff(), 0),
+        health_check_interval=0,
+    )
+    return redis_asyncio.Redis(connection_pool=pool)

@@ -11,19 +11,25 @@ attribute: everything they need from the core comes through this one module.
   store of a cache that offers it.
 - :func:`plain_memory_store`: the :class:`MemoryStore` of a cache that uses nothing else,
   for callers whose writes to it can take a synchronous fast path (they never suspend).
+- :class:`ZstdPool`: per-thread zstd compressors and decompressors (one pool design for
+  the codec and HTTP bodies).
+- :data:`ABANDONED`: what ``Flight.outcome()`` returns when the leader gave up.
 """
 
 from __future__ import annotations
 
 from ._cache import Cache, check_ttl
 from ._memory import MemoryStore
-from ._singleflight import Flight, SyncFlight
+from ._singleflight import ABANDONED, Flight, SyncFlight
 from ._store import LeaseStore
+from ._zstd import ZstdPool
 
 __all__ = [
+    "ABANDONED",
     "Flight",
     "LeaseStore",
     "SyncFlight",
+    "ZstdPool",
     "check_ttl",
     "lease_store",
     "plain_memory_store",

@@ -152,7 +152,7 @@ async def test_store_level_odds_and_ends(prefix: str, raw: redis_asyncio.Redis) 
 
 
 async def test_batcher_sends_a_lone_call_at_once_and_batches_the_rest() -> None:
-    from asyncperf.cache._redis import _Batcher
+    from asyncperf.cache._batching import Batcher as _Batcher
 
     sent: list[list[str]] = []
     gate = asyncio.Event()
@@ -175,7 +175,7 @@ async def test_batcher_sends_a_lone_call_at_once_and_batches_the_rest() -> None:
 
 
 async def test_a_cancelled_batch_leader_hands_its_followers_over() -> None:
-    from asyncperf.cache._redis import _Batcher
+    from asyncperf.cache._batching import Batcher as _Batcher
 
     gate = asyncio.Event()
 

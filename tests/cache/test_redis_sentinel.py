@@ -17,7 +17,15 @@ from redis.asyncio.sentinel import Sentinel
 from asyncperf import Cache
 from asyncperf.cache import FallbackStore, RedisStore
 
-from .redis_servers import SentinelSetup, start_sentinel_setup
+from .redis_servers import (
+    HOST,
+    SentinelSetup,
+    start_redis,
+    start_sentinel,
+    start_sentinel_setup,
+    wait_replica_synced,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -151,3 +159,75 @@ async def test_cache_keeps_working_through_a_failover(
         await client.aclose()
         for sentinel_client in sentinel.sentinels:
             await sentinel_client.aclose()
+
+
+async def test_no_write_reaches_the_old_master_after_switch_master(tmp_path: Path) -> None:
+    """On ``+switch-master`` the store closes its connections to the old master at once.
+
+    The old master here cannot be demoted (its REPLICAOF/SLAVEOF are renamed), so it keeps
+    accepting writes on any connection left open to it, forever: exactly the window in
+    which an unwatched pool loses writes. Every write the workload issues after the store
+    handled the switch must be absent from the old master and present on the new one.
+    """
+    master = start_redis(
+        tmp_path,
+        *("--rename-command", "REPLICAOF", "replicaof-disabled-for-test"),
+        *("--rename-command", "SLAVEOF", "slaveof-disabled-for-test"),
+    )
+    setup = SentinelSetup(master=master, replicas=[], sentinels=[])
+    try:
+        replica = start_redis(tmp_path, "--replicaof", HOST, str(master.port))
+        setup.replicas.append(replica)
+        wait_replica_synced(replica)
+        setup.sentinels.append(start_sentinel(tmp_path, master))
+        wait_until(lambda: setup.known_replicas() >= 1, what="the sentinel to find the replica")
+        sentinel = Sentinel(setup.sentinel_addresses, socket_timeout=0.5)
+        client = sentinel.master_for(setup.name, socket_timeout=0.5)
+        store = RedisStore(client, op_timeout=0.5)
+        cache = Cache(store, fallback=None)
+        try:
+            assert await store.watch_failovers()
+            issued: list[tuple[int, int]] = []  # (n, failovers the store had seen before)
+            stop = asyncio.Event()
+
+            async def writer() -> None:
+                n = 0
+                while not stop.is_set():
+                    issued.append((n, store.statistics().failovers))
+                    await cache.set(f"w:{n}", n, ttl=300)
+                    n += 1
+                    await asyncio.sleep(0.002)
+
+            async def idle_connections() -> None:
+                # Other tasks keep pooled connections to the old master busy and idle.
+                while not stop.is_set():
+                    await asyncio.gather(*(cache.get(f"w:{i}") for i in range(5)))
+                    await asyncio.sleep(0.001)
+
+            tasks = [asyncio.create_task(writer()), asyncio.create_task(idle_connections())]
+            await asyncio.sleep(0.3)
+            assert setup.sentinels[0].command("SENTINEL", "FAILOVER", setup.name) == "OK"
+            deadline = time.monotonic() + FAILOVER_TIMEOUT
+            while store.statistics().failovers == 0 or sum(f > 0 for _, f in issued) < 50:
+                assert time.monotonic() < deadline, "no +switch-master seen"
+                await asyncio.sleep(0.05)
+            stop.set()
+            await asyncio.gather(*tasks)
+        finally:
+            await cache.aclose()
+            await client.aclose()
+            for sentinel_client in sentinel.sentinels:
+                await sentinel_client.aclose()
+        _, new_port = setup.master_address()
+        assert new_port == replica.port
+        assert master.info("replication")["role"] == "master"  # never demoted: still writable
+        before = [n for n, seen in issued if seen == 0]
+        after = [n for n, seen in issued if seen > 0]
+        # The old master did take the writes made before the switch: the test can fail.
+        assert master.command("EXISTS", *(store.key(f"w:{n}") for n in before[:20])) == 20
+        on_old = master.command("EXISTS", *(store.key(f"w:{n}") for n in after))
+        assert on_old == 0, f"{on_old} of {len(after)} writes after the switch hit the old master"
+        on_new = replica.command("EXISTS", *(store.key(f"w:{n}") for n in after))
+        assert on_new == len(after)
+    finally:
+        setup.close()
