@@ -24,6 +24,7 @@ from typing import Any
 from .._exceptions import ConfigurationError
 from ..cache import Cache, get_default_cache
 from ._deps import require_asyncpg
+from ._engine import EnginePool, as_pool
 from ._parse import parse_statement, uncacheable_reason
 from ._sql import MARKER, qualified, quote_ident, quote_literal
 
@@ -257,7 +258,8 @@ async def cached_fetch(
     per pool or connection), the statement text and the type-tagged arguments.
 
     Args:
-        pool: An asyncpg pool (or connection) to run the query on.
+        pool: An asyncpg pool (or connection), or a SQLAlchemy ``AsyncEngine`` (asyncpg
+            driver: each miss borrows a connection from its pool), to run the query on.
         sql: The SELECT statement.
         *args: Its bind arguments (part of the cache key).
         ttl: Seconds the rows stay fresh (``None``: the cache's default).
@@ -272,6 +274,7 @@ async def cached_fetch(
             WITH, ``SELECT ... INTO`` and ``FOR UPDATE``/``FOR SHARE`` are refused).
     """
     cache = cache if cache is not None else get_default_cache()
+    pool = as_pool(pool)
     target = await _target(pool)
     tags = await _tags(pool, target, sql)
     key = _key(target.key, sql, args)
@@ -379,7 +382,7 @@ class TableInvalidation:
             The tables' tags.
         """
         installed = []
-        async with _connection(conn) as c, c.transaction():
+        async with _connection(as_pool(conn)) as c, c.transaction():
             for name in tables:
                 schema, table, database = await _resolve_table(c, name)
                 function = f"{quote_ident(schema)}.{quote_ident(_FUNCTION)}"
@@ -409,7 +412,7 @@ class TableInvalidation:
     async def uninstall(self, conn: Any, tables: Iterable[str]) -> None:
         """Remove the triggers from ``tables`` (and the function once no trigger uses it)."""
         asyncpg = require_asyncpg()
-        async with _connection(conn) as c:
+        async with _connection(as_pool(conn)) as c:
             for name in tables:
                 schema, table, _ = await _resolve_table(c, name)
                 await c.execute(
@@ -429,7 +432,7 @@ class TableInvalidation:
         if dsn is not None:
             self._dsn = dsn
         else:
-            self._pool = pool
+            self._pool = as_pool(pool)
         self._closed = False
         await self._connect()
         self._connected = True
@@ -577,7 +580,7 @@ async def setup_invalidation(
     invalidations may serve one cache; :func:`cached_fetch` consults all of them.
 
     Args:
-        pool: The asyncpg pool the cached queries run on.
+        pool: The asyncpg pool (or SQLAlchemy ``AsyncEngine``) the cached queries run on.
         cache: The cache :func:`cached_fetch` stores into.
         tables: ``"schema.table"`` or search-path-relative ``"table"`` names.
         dsn: Listen on a connection of its own to this DSN (default: hold one of the
@@ -610,7 +613,7 @@ class _connection:
 
     async def __aenter__(self) -> Any:
         asyncpg = require_asyncpg()
-        if isinstance(self.target, asyncpg.Pool):
+        if isinstance(self.target, asyncpg.Pool | EnginePool):
             self.conn = await self.target.acquire()
             return self.conn
         return self.target

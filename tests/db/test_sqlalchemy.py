@@ -1,0 +1,239 @@
+"""SQLAlchemy 2 async engines wherever an asyncpg pool goes: analyzer, cache, pool monitor."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import types
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from asyncperf import Cache, ConfigurationError, MemoryStore
+from asyncperf.db import QueryAnalyzer, cached_fetch, setup_invalidation
+from asyncperf.db._advisor import METHOD_HYPOPG, METHOD_ROLLBACK
+from asyncperf.db._engine import is_async_engine
+from tests.db.conftest import DSN
+from tests.db.test_advisor import check_advice, index_count, planted
+from tests.db.test_cached import make_table
+from tests.db.workload import statements
+
+pytestmark = pytest.mark.postgres
+
+ENGINE_URL = DSN.replace("postgresql://", "postgresql+asyncpg://", 1)
+
+
+@pytest.fixture
+async def engine() -> AsyncIterator[AsyncEngine]:
+    """One pooled connection: whatever the code under test leaves behind, the next
+    checkout sees."""
+    engine = create_async_engine(ENGINE_URL, pool_size=1, max_overflow=0)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+def aiosqlite_engine() -> AsyncEngine:
+    """An async engine of another driver (never connected: the DBAPI is a stand-in)."""
+    fake = types.SimpleNamespace(
+        paramstyle="qmark", has_stop=True, sqlite_version_info=sqlite3.sqlite_version_info
+    )
+    return create_async_engine("sqlite+aiosqlite://", module=fake)
+
+
+async def session_state(engine: AsyncEngine) -> dict[str, Any]:
+    """What a checkout of the engine's connection finds: settings, HypoPG, transaction."""
+    async with engine.connect() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        assert raw is not None
+        in_transaction = raw.is_in_transaction()
+        pid = raw.get_server_pid()
+        # (first: loading HypoPG's library defines its GUCs, which is no change of setting)
+        hypothetical = await raw.fetchval("SELECT count(*) FROM hypopg_list_indexes")
+        # Every setting's value (asyncpg's type introspection runs SET jit = off and
+        # then SETs it back: the value, not its source, is what must not change).
+        settings = await raw.fetch("SELECT name, setting FROM pg_settings ORDER BY name")
+        return {
+            "pid": pid,
+            "in_transaction": in_transaction,
+            "settings": [tuple(r) for r in settings],
+            "hypothetical": hypothetical,
+            "prepared": await raw.fetchval(
+                "SELECT count(*) FROM pg_prepared_statements WHERE from_sql"
+            ),
+        }
+
+
+async def test_engines_are_recognised_without_importing_anything() -> None:
+    engine = create_async_engine(ENGINE_URL)
+    try:
+        assert is_async_engine(engine)
+        assert not is_async_engine(engine.sync_engine)
+        assert not is_async_engine(object())
+    finally:
+        await engine.dispose()
+
+
+async def test_other_drivers_and_sync_engines_are_refused_by_name() -> None:
+    other = aiosqlite_engine()
+    with pytest.raises(ConfigurationError, match="aiosqlite"):
+        QueryAnalyzer(other)
+    with pytest.raises(ConfigurationError, match="aiosqlite"):
+        await cached_fetch(other, "SELECT 1", cache=Cache(MemoryStore()))
+    sync = create_engine("sqlite://")
+    with pytest.raises(ConfigurationError, match="AsyncEngine"):
+        QueryAnalyzer(sync)
+    sync.dispose()
+
+
+async def test_the_planted_workload_through_an_engine_gives_the_same_advice(
+    pool: Any, engine: AsyncEngine, workload_schema: str
+) -> None:
+    before_indexes = await index_count(pool, workload_schema)
+    before = await session_state(engine)
+    sqls = [s.sql for s in statements(workload_schema)]
+    through_pool = await QueryAnalyzer(pool).recommend_indexes(sqls)
+    through_engine = await QueryAnalyzer(engine).recommend_indexes(sqls)
+    assert through_engine.method == METHOD_HYPOPG
+    check_advice(through_engine, workload_schema)
+    assert [s.statement for s in through_engine] == [s.statement for s in through_pool]
+    assert [(v.query, v.suggested, v.reason) for v in through_engine.statements] == [
+        (v.query, v.suggested, v.reason) for v in through_pool.statements
+    ]
+    # nothing left behind: no index, no hypothetical index, no transaction, no setting
+    after = await session_state(engine)
+    changed = dict(after["settings"]).items() ^ dict(before["settings"]).items()
+    assert after == before, changed
+    assert after["pid"] == before["pid"]  # the very connection the analyzer used
+    assert after["hypothetical"] == 0
+    assert after["in_transaction"] is False
+    assert await index_count(pool, workload_schema) == before_indexes
+
+
+async def test_rolled_back_fallback_through_an_engine(
+    pool: Any, engine: AsyncEngine, workload_schema: str
+) -> None:
+    before_indexes = await index_count(pool, workload_schema)
+    before = await session_state(engine)
+    advice = await QueryAnalyzer(engine).recommend_indexes(
+        [s.sql for s in statements(workload_schema)], use_hypopg=False
+    )
+    assert advice.method == METHOD_ROLLBACK
+    check_advice(advice, workload_schema)
+    assert await session_state(engine) == before
+    assert await index_count(pool, workload_schema) == before_indexes
+
+
+async def test_explain_health_and_report_through_an_engine(
+    pool: Any, engine: AsyncEngine, workload_schema: str
+) -> None:
+    before = await session_state(engine)
+    sql = planted(workload_schema)[0].sql
+    generic = await QueryAnalyzer(engine).explain(sql)  # $1 without values: generic plan
+    assert generic.generic
+    assert generic.total_cost == (await QueryAnalyzer(pool).explain(sql)).total_cost
+    analyzed = await QueryAnalyzer(engine).explain(
+        sql, *planted(workload_schema)[0].args, analyze=True
+    )
+    assert analyzed.analyzed
+    assert analyzed.execution_seconds is not None
+    health = await QueryAnalyzer(engine).index_health(schemas=[workload_schema])
+    assert health == await QueryAnalyzer(pool).index_health(schemas=[workload_schema])
+    ext = await QueryAnalyzer(engine).extensions()
+    assert ext.hypopg
+    assert ext.pg_stat_statements
+    assert await session_state(engine) == before
+
+
+async def test_a_connection_that_cannot_be_cleaned_is_dropped_from_the_engine_pool(
+    engine: AsyncEngine, workload_schema: str
+) -> None:
+    before = await session_state(engine)
+    analyzer = QueryAnalyzer(engine)
+    async with analyzer._connection() as raw:
+        raw.terminate()  # what _leave_clean does when hypopg_reset() fails
+    after = await session_state(engine)
+    assert after["pid"] != before["pid"]  # invalidated, replaced by a fresh connection
+
+
+async def test_an_error_inside_a_transaction_leaves_none_open(engine: AsyncEngine) -> None:
+    before = await session_state(engine)
+    analyzer = QueryAnalyzer(engine)
+    async with analyzer._connection() as raw:
+        await raw.execute("BEGIN")
+        with pytest.raises(asyncpg.DivisionByZeroError):
+            await raw.execute("SELECT 1 / 0")
+        assert raw.is_in_transaction()
+    after = await session_state(engine)
+    assert after == before  # same connection, rolled back, reusable
+
+
+async def test_cached_fetch_on_an_engine_hits_and_is_invalidated(
+    pool: Any, engine: AsyncEngine, scratch_schema: str
+) -> None:
+    table = await make_table(pool, scratch_schema)
+    cache = Cache(MemoryStore())
+    sql = f"SELECT id, amount FROM {table} WHERE id = $1"
+    invalidation = await setup_invalidation(engine, cache, [f"{scratch_schema}.prices"], dsn=DSN)
+    try:
+        rows = await cached_fetch(engine, sql, 3, cache=cache)
+        assert rows == [{"id": 3, "amount": 30}] == await cached_fetch(pool, sql, 3)
+        assert await cached_fetch(engine, sql, 3, cache=cache) == rows
+        assert (cache.statistics().hits, cache.statistics().loads) == (1, 1)
+        # a write from another connection, outside the engine
+        other = await asyncpg.connect(DSN)
+        try:
+            await other.execute(f"UPDATE {table} SET amount = 31 WHERE id = 3")
+        finally:
+            await other.close()
+        for _ in range(100):
+            if invalidation.notifications:
+                break
+            await asyncio.sleep(0.02)
+        await invalidation.wait_idle()
+        assert await cached_fetch(engine, sql, 3, cache=cache) == [{"id": 3, "amount": 31}]
+        assert cache.statistics().loads == 2
+    finally:
+        await invalidation.aclose()
+        await invalidation.uninstall(engine, [f"{scratch_schema}.prices"])
+        await cache.aclose()
+    state = await session_state(engine)
+    assert state["in_transaction"] is False
+    assert state["prepared"] == 0
+
+
+async def test_the_invalidation_listener_can_hold_an_engine_connection(
+    pool: Any, scratch_schema: str
+) -> None:
+    engine = create_async_engine(ENGINE_URL, pool_size=2, max_overflow=0)
+    table = await make_table(pool, scratch_schema)
+    cache = Cache(MemoryStore())
+    try:
+        invalidation = await setup_invalidation(engine, cache, [f"{scratch_schema}.prices"])
+        try:
+            sql = f"SELECT count(*) AS n FROM {table}"
+            assert (await cached_fetch(engine, sql, cache=cache))[0]["n"] == 100
+            await pool.execute(f"DELETE FROM {table} WHERE id = 1")
+            for _ in range(100):
+                if invalidation.notifications:
+                    break
+                await asyncio.sleep(0.02)
+            await invalidation.wait_idle()
+            assert (await cached_fetch(engine, sql, cache=cache))[0]["n"] == 99
+        finally:
+            await invalidation.aclose()
+        # the listening connection went back to the pool without its LISTEN
+        async with engine.connect() as conn:
+            raw = (await conn.get_raw_connection()).driver_connection
+            assert raw is not None
+            channels = await raw.fetchval("SELECT count(*) FROM pg_listening_channels()")
+            assert channels == 0
+        assert engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    finally:
+        await cache.aclose()
+        await engine.dispose()
