@@ -22,7 +22,7 @@ from typing import Any
 
 from .._exceptions import ConfigurationError
 
-__all__ = ["EnginePool", "as_pool", "check_engine", "engine_pool", "is_async_engine"]
+__all__ = ["EnginePool", "PoolHooks", "as_pool", "check_engine", "engine_pool", "is_async_engine"]
 
 logger = logging.getLogger("asyncperf.db")
 
@@ -157,3 +157,106 @@ def as_pool(target: Any) -> Any:
             "...')), got a synchronous sqlalchemy Engine"
         )
     return target
+
+
+class PoolHooks:
+    """Watch every checkout of an engine's pool, whoever makes it (sessions included).
+
+    Holds and the number in use come from the pool's ``checkout``/``checkin`` events.
+    SQLAlchemy has no event for the start of a checkout or for a pool timeout, so the
+    wait and the timeouts are timed by a thin wrapper around the pool's public
+    ``connect()`` (re-applied when ``engine.dispose()`` replaces the pool).
+
+    Args:
+        engine: The ``AsyncEngine``.
+        monitor: The ``PoolMonitor`` whose ``_waiting``, ``_waited``, ``_timed_out``,
+            ``_checked_out`` and ``_checked_in`` receive the measurements.
+    """
+
+    def __init__(self, engine: Any, monitor: Any) -> None:
+        from sqlalchemy import event, exc
+
+        check_engine(engine)
+        self.engine = engine
+        self.sync_engine = engine.sync_engine
+        self._event = event
+        self._timeout_error: type[BaseException] = exc.TimeoutError
+        self._monitor = monitor
+        self._pool: Any = None
+        self._original: Any = None
+        self._wrapper: Any = None
+        self.sizes()  # refuse a pool that cannot be sized before hooking anything
+        event.listen(self.sync_engine, "checkout", self._on_checkout)
+        event.listen(self.sync_engine, "checkin", self._on_checkin)
+        event.listen(self.sync_engine, "engine_disposed", self._on_disposed)
+        self._wrap()
+
+    def sizes(self) -> tuple[int, int, int, int]:
+        """``(open, idle, pool_size, pool_size + max_overflow)`` of the current pool.
+
+        Raises:
+            ConfigurationError: The pool keeps no connections (``NullPool``,
+                ``StaticPool``...) or has no bound (``max_overflow=-1``).
+        """
+        pool = self.sync_engine.pool
+        if not all(hasattr(pool, name) for name in ("size", "checkedin", "checkedout")):
+            raise ConfigurationError(
+                f"PoolMonitor needs a QueuePool-like pool with a size, got "
+                f"{type(pool).__name__} (create_async_engine's default pool has one)"
+            )
+        overflow = int(getattr(pool, "_max_overflow", 0))  # no public accessor
+        if overflow < 0:
+            raise ConfigurationError(
+                "PoolMonitor needs a bounded pool, got max_overflow=-1 (or pool_size=0): "
+                "there is no size to advise on"
+            )
+        idle, out, size = int(pool.checkedin()), int(pool.checkedout()), int(pool.size())
+        return idle + out, idle, size, size + overflow
+
+    def _wrap(self) -> None:
+        pool = self.sync_engine.pool
+        original = pool.connect
+        monitor, timeout_error = self._monitor, self._timeout_error
+
+        def connect() -> Any:
+            started = monitor._clock()
+            monitor._waiting += 1
+            try:
+                fairy = original()
+            except timeout_error:
+                monitor._timed_out()
+                raise
+            finally:
+                monitor._waiting -= 1
+            monitor._waited(started)
+            return fairy
+
+        pool.connect = connect
+        self._pool, self._original, self._wrapper = pool, original, connect
+
+    def _on_checkout(self, _dbapi: Any, record: Any, _proxy: Any) -> None:
+        self._monitor._checked_out(id(record))
+
+    def _on_checkin(self, _dbapi: Any, record: Any) -> None:
+        self._monitor._checked_in(id(record))
+
+    def _on_disposed(self, _engine: Any) -> None:
+        if self.sync_engine.pool is not self._pool:
+            self._wrap()
+
+    def close(self) -> None:
+        """Remove the events and the wrapper."""
+        for name, fn in (
+            ("checkout", self._on_checkout),
+            ("checkin", self._on_checkin),
+            ("engine_disposed", self._on_disposed),
+        ):
+            if self._event.contains(self.sync_engine, name, fn):
+                self._event.remove(self.sync_engine, name, fn)
+        pool: Any = self._pool
+        if pool is not None and vars(pool).get("connect") is self._wrapper:
+            if getattr(self._original, "__self__", None) is pool:
+                delattr(pool, "connect")  # it was the class's own method
+            else:
+                pool.connect = self._original  # another monitor's wrapper
+        self._pool = self._original = self._wrapper = None

@@ -10,11 +10,13 @@ from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import create_engine
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import TimeoutError as SATimeoutError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.pool import NullPool
 
 from asyncperf import Cache, ConfigurationError, MemoryStore
-from asyncperf.db import QueryAnalyzer, cached_fetch, setup_invalidation
+from asyncperf.db import PoolMonitor, QueryAnalyzer, cached_fetch, setup_invalidation
 from asyncperf.db._advisor import METHOD_HYPOPG, METHOD_ROLLBACK
 from asyncperf.db._engine import is_async_engine
 from tests.db.conftest import DSN
@@ -237,3 +239,89 @@ async def test_the_invalidation_listener_can_hold_an_engine_connection(
     finally:
         await cache.aclose()
         await engine.dispose()
+
+
+async def test_pool_monitor_watches_every_checkout_of_an_engine() -> None:
+    engine = create_async_engine(ENGINE_URL, pool_size=2, max_overflow=0, pool_timeout=0.2)
+    monitor = PoolMonitor(engine, window=30.0)
+    try:
+
+        async def work() -> None:  # the app's own checkouts, not through the monitor
+            async with AsyncSession(engine) as session:
+                await session.execute(text("SELECT pg_sleep(0.3)"))
+
+        results = await asyncio.gather(*(work() for _ in range(4)), return_exceptions=True)
+        timeouts = [r for r in results if isinstance(r, SATimeoutError)]
+        assert len(timeouts) == 2  # two waited 0.2 s behind the two 0.3 s holds
+        async with monitor.acquire() as conn:
+            assert (await conn.execute(text("SELECT 1"))).scalar() == 1
+            assert monitor.statistics().in_use == 1
+        stats = monitor.statistics()
+        assert stats.acquisitions == 3
+        assert stats.timeouts == 2
+        assert stats.peak_in_use == 2 == stats.max_size
+        assert stats.min_size == 2
+        assert stats.size == 2
+        assert stats.idle == 2
+        assert stats.in_use == 0
+        assert stats.waiting == 0
+        assert stats.hold_mean_seconds > 0
+        assert 0 < stats.utilisation <= 1
+        advice = await monitor.advice()
+        sizing = next(a for a in advice if a.action == "size_up")
+        assert "pool_size + max_overflow from 2" in sizing.message
+        assert "2 acquire timeouts" in sizing.reason
+        with pytest.raises(ConfigurationError, match="pool_timeout"):
+            async with monitor.acquire(timeout=1.0):
+                pass
+        # dispose() replaces the pool: still watched
+        await engine.dispose()
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        assert monitor.statistics().acquisitions == 5  # + advice()'s own query + this one
+    finally:
+        monitor.close()
+        await engine.dispose()
+    # closed: no longer counting
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))
+    assert monitor.statistics().acquisitions == 5
+    assert "connect" not in vars(engine.sync_engine.pool)
+    await engine.dispose()
+
+
+async def test_pool_monitor_gives_an_idle_engine_the_same_advice_as_a_pool() -> None:
+    engine = create_async_engine(ENGINE_URL, pool_size=10, max_overflow=0)
+    pool = await asyncpg.create_pool(DSN, min_size=1, max_size=10)
+    try:
+        verdicts = []
+        for target in (pool, engine):
+            clock_now = [0.0]
+            monitor = PoolMonitor(target, window=60.0, clock=lambda c=clock_now: c[0])
+            for _ in range(20):
+                async with monitor.acquire() as conn:
+                    clock_now[0] += 0.01
+                    if target is pool:
+                        await conn.fetchval("SELECT 1")
+                    else:
+                        await conn.execute(text("SELECT 1"))
+                clock_now[0] += 1.0
+            advice = monitor.local_advice()
+            verdicts.append([(a.action, a.numbers.get("suggested_max_size")) for a in advice])
+            monitor.close()
+        assert verdicts[0] == verdicts[1] == [("size_down", 2.0)]
+    finally:
+        await pool.close()
+        await engine.dispose()
+
+
+async def test_pool_monitor_refuses_pools_it_cannot_size() -> None:
+    for options in ({"poolclass": NullPool}, {"pool_size": 2, "max_overflow": -1}):
+        engine = create_async_engine(ENGINE_URL, **options)
+        try:
+            with pytest.raises(ConfigurationError, match=r"NullPool|max_overflow"):
+                PoolMonitor(engine)
+        finally:
+            await engine.dispose()
+    with pytest.raises(ConfigurationError, match="aiosqlite"):
+        PoolMonitor(aiosqlite_engine())
