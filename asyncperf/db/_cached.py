@@ -17,7 +17,7 @@ import json
 import logging
 import uuid
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -118,15 +118,16 @@ def _remember(pool: Any, target: _Target) -> None:
         _strong_targets[id(pool)] = (pool, target)
 
 
-async def _target(pool: Any) -> _Target:
-    """The database and schema search path ``pool`` runs against (resolved once).
+async def _target(pool: Any, runner: Any = None) -> _Target:
+    """The database and schema search path ``pool`` runs against (resolved once, through
+    ``runner`` when given: a connection of ``pool``'s).
 
     Two tenants (a database or a schema each) may run the same text with the same
     arguments: the key must tell their rows apart.
     """
     target = _lookup(pool)
     if target is None:
-        row = await pool.fetchrow(
+        row = await (runner or pool).fetchrow(
             f"{MARKER} SELECT current_database() AS database, current_schemas(true) AS schemas"
         )
         key = json.dumps([row["database"], list(row["schemas"])], ensure_ascii=True)
@@ -201,7 +202,7 @@ FROM rel JOIN pg_class c ON c.oid = rel.oid JOIN pg_namespace n ON n.oid = c.rel
 WHERE c.relkind IN ('r', 'p', 'm', 'f')"""
 
 
-async def _tags(pool: Any, target: _Target, sql: str) -> tuple[str, ...]:
+async def _tags(runner: Any, target: _Target, sql: str) -> tuple[str, ...]:
     cached = target.tags.get(sql)
     if cached is not None:
         return cached
@@ -218,7 +219,7 @@ async def _tags(pool: Any, target: _Target, sql: str) -> tuple[str, ...]:
     names = [
         qualified(t.schema, t.name) if t.schema else quote_ident(t.name) for t in parsed.tables
     ]
-    rows = await pool.fetch(_RESOLVE, names) if names else []
+    rows = await runner.fetch(_RESOLVE, names) if names else []
     tags = tuple(sorted({table_tag(r["database"], r["schema"], r["table"]) for r in rows}))
     if len(target.tags) > 10_000:
         target.tags.clear()
@@ -277,7 +278,22 @@ async def cached_fetch(
     pool = as_pool(pool)
     target = await _target(pool)
     tags = await _tags(pool, target, sql)
-    key = _key(target.key, sql, args)
+
+    async def fetch() -> list[dict[str, Any]]:
+        return [dict(record) for record in await pool.fetch(sql, *args)]
+
+    return await _through_cache(cache, _key(target.key, sql, args), tags, fetch, ttl, lock)
+
+
+async def _through_cache(
+    cache: Cache,
+    key: str,
+    tags: tuple[str, ...],
+    fetch: Callable[[], Awaitable[list[dict[str, Any]]]],
+    ttl: float | None,
+    lock: Any,
+) -> list[dict[str, Any]]:
+    """``cache.get_or_set(key, fetch)``, storing nothing that a table change overtook."""
     flight_key = (id(cache), key)
     if lock is not None:
         # Do not join a load that started before a change this caller already knows of:
@@ -296,7 +312,7 @@ async def cached_fetch(
         started.append(running.state)
         _loads.setdefault(flight_key, set()).add(running)
         try:
-            return [dict(record) for record in await pool.fetch(sql, *args)]
+            return await fetch()
         finally:
             loads = _loads.get(flight_key)
             if loads is not None:
