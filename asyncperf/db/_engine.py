@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from .._exceptions import ConfigurationError
+from .._exceptions import BackendUnavailable, ConfigurationError
 
 __all__ = ["EnginePool", "PoolHooks", "as_pool", "check_engine", "engine_pool", "is_async_engine"]
 
@@ -67,11 +67,24 @@ class EnginePool:
 
     def __init__(self, engine: Any) -> None:
         check_engine(engine)
-        self.engine = engine
+        # Weak: the engine keys the registry of its EnginePool, which must not keep it alive.
+        self._engine = weakref.ref(engine)
         self._held: dict[int, Any] = {}  # id(raw asyncpg connection) -> AsyncConnection
 
+    @property
+    def engine(self) -> Any:
+        """The ``AsyncEngine``.
+
+        Raises:
+            BackendUnavailable: The engine was garbage-collected.
+        """
+        engine = self._engine()
+        if engine is None:
+            raise BackendUnavailable("the SQLAlchemy engine given to asyncperf.db is gone")
+        return engine
+
     def __repr__(self) -> str:
-        return f"EnginePool({self.engine!r})"
+        return f"EnginePool({self._engine()!r})"
 
     async def acquire(self) -> Any:
         """Check a connection out of the engine's pool; return the asyncpg connection."""

@@ -325,3 +325,18 @@ async def test_pool_monitor_refuses_pools_it_cannot_size() -> None:
             await engine.dispose()
     with pytest.raises(ConfigurationError, match="aiosqlite"):
         PoolMonitor(aiosqlite_engine())
+
+
+async def test_an_engine_used_once_can_still_be_collected() -> None:
+    import gc
+    import weakref
+
+    engine = create_async_engine(ENGINE_URL)
+    assert (await cached_fetch(engine, "SELECT 1 AS one", cache=Cache(MemoryStore()))) == [
+        {"one": 1}
+    ]
+    await engine.dispose()
+    gone = weakref.ref(engine)
+    del engine
+    gc.collect()
+    assert gone() is None
