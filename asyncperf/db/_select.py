@@ -10,6 +10,8 @@ the session or connection.
 from __future__ import annotations
 
 import sys
+import weakref
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,6 +21,42 @@ from ._cached import _key, _lookup, _remember, _tags, _Target, _target, _through
 from ._engine import check_engine
 
 __all__ = ["cached_select"]
+
+_COMPILED_PER_DIALECT = 500
+
+# Compiled statements by SQLAlchemy's own cache key, per dialect: compiling a select
+# costs about as much as running a cheap one, which a cache hit must not pay.
+_compiled: weakref.WeakKeyDictionary[Any, OrderedDict[Any, Any]] = weakref.WeakKeyDictionary()
+
+
+def _compile(
+    statement: Any, dialect: Any, params: Mapping[str, Any] | None
+) -> tuple[str, dict[str, Any]]:
+    """``(SQL, bound parameters)`` of ``statement`` for ``dialect``, compiled once per shape.
+
+    Uses the cache key SQLAlchemy computes for its own compiled cache
+    (``_generate_cache_key``: the statement's shape, plus the values it extracted); a
+    statement without one is compiled every time.
+    """
+    given = dict(params) if params else None
+    generate = getattr(statement, "_generate_cache_key", None)
+    cache_key = generate() if generate is not None else None
+    if cache_key is None:
+        compiled = statement.compile(dialect=dialect)
+        return str(compiled), compiled.construct_params(given)
+    by_key = _compiled.get(dialect)
+    if by_key is None:
+        by_key = _compiled.setdefault(dialect, OrderedDict())
+    compiled = by_key.get(cache_key.key)
+    if compiled is None:
+        compiled = statement.compile(dialect=dialect, cache_key=cache_key)
+        by_key[cache_key.key] = compiled
+        if len(by_key) > _COMPILED_PER_DIALECT:
+            by_key.popitem(last=False)
+    else:
+        by_key.move_to_end(cache_key.key)
+    bound = compiled.construct_params(given, extracted_parameters=cache_key.bindparams)
+    return str(compiled), bound
 
 
 def _engine_of(executor: Any) -> Any:
@@ -114,10 +152,7 @@ async def cached_select(
     engine = _engine_of(executor)
     check_engine(engine)
     cache = cache if cache is not None else get_default_cache()
-    dialect = engine.dialect
-    compiled = statement.compile(dialect=dialect)
-    sql = str(compiled)
-    bound = compiled.construct_params(dict(params) if params else None)
+    sql, bound = _compile(statement, engine.dialect, params)
     arguments = sorted(bound.items())
     target = _lookup(engine.sync_engine)
     tags = target.tags.get(sql) if target is not None else None
