@@ -340,3 +340,21 @@ async def test_an_engine_used_once_can_still_be_collected() -> None:
     del engine
     gc.collect()
     assert gone() is None
+
+
+def test_importing_asyncperf_db_does_not_import_sqlalchemy() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys, asyncperf.db, asyncperf.monitor; "
+        "from asyncperf.db._engine import is_async_engine; "
+        "assert not is_async_engine(object()); "
+        "assert 'sqlalchemy' not in sys.modules, 'imported sqlalchemy'"
+    )
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
