@@ -1,8 +1,9 @@
 """PostgreSQL performance through asyncpg: slow statements, plans, index advice, index
-health, pool advice and a query-result cache.
+health, pool advice and a query-result cache; SQLAlchemy 2 async engines (asyncpg driver)
+are accepted wherever an asyncpg pool is.
 
-``import asyncperf.db`` is light: asyncpg and pglast (``pip install 'asyncperf[db]'``) are
-imported when first used.
+``import asyncperf.db`` is light: asyncpg and pglast (``pip install 'asyncperf[db]'``), and
+SQLAlchemy (``asyncperf[sqlalchemy]``), are imported when first used.
 """
 
 from ._advisor import IndexAdvice, IndexSuggestion, StatementAdvice
@@ -20,6 +21,7 @@ from ._health import (
     UnusedIndex,
 )
 from ._pool import PoolAdvice, PoolMonitor, PoolStatistics
+from ._select import cached_select
 from ._sql import quote_ident
 from ._statements import SlowQuery, statement_stats
 
@@ -47,6 +49,7 @@ __all__ = [
     "UnusedIndex",
     "analyze_plan",
     "cached_fetch",
+    "cached_select",
     "quote_ident",
     "setup_invalidation",
     "statement_stats",

@@ -63,9 +63,11 @@ class QueryAnalyzer:
     """Analyze a PostgreSQL database through asyncpg.
 
     Args:
-        pool_or_dsn: An ``asyncpg.Pool``, an ``asyncpg.Connection`` or a
-            ``postgresql://`` DSN (then one connection is opened on first use and closed by
-            :meth:`aclose`).
+        pool_or_dsn: An ``asyncpg.Pool``, a SQLAlchemy ``AsyncEngine`` with the asyncpg
+            driver (connections are borrowed from its pool, and handed back with no
+            transaction open, no hypothetical index and no session setting changed), an
+            ``asyncpg.Connection`` or a ``postgresql://`` DSN (then one connection is
+            opened on first use and closed by :meth:`aclose`).
         statement_timeout: Seconds allowed for each EXPLAIN ANALYZE.
 
     Example:
@@ -88,7 +90,8 @@ class QueryAnalyzer:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the connection opened from a DSN (a pool given by the caller stays open)."""
+        """Close the connection opened from a DSN (a pool or engine given by the caller
+        stays open)."""
         await self._source.aclose()
 
     @asynccontextmanager

@@ -17,13 +17,14 @@ import json
 import logging
 import uuid
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
 from .._exceptions import ConfigurationError
 from ..cache import Cache, get_default_cache
 from ._deps import require_asyncpg
+from ._engine import EnginePool, as_pool
 from ._parse import parse_statement, uncacheable_reason
 from ._sql import MARKER, qualified, quote_ident, quote_literal
 
@@ -117,15 +118,16 @@ def _remember(pool: Any, target: _Target) -> None:
         _strong_targets[id(pool)] = (pool, target)
 
 
-async def _target(pool: Any) -> _Target:
-    """The database and schema search path ``pool`` runs against (resolved once).
+async def _target(pool: Any, runner: Any = None) -> _Target:
+    """The database and schema search path ``pool`` runs against (resolved once, through
+    ``runner`` when given: a connection of ``pool``'s).
 
     Two tenants (a database or a schema each) may run the same text with the same
     arguments: the key must tell their rows apart.
     """
     target = _lookup(pool)
     if target is None:
-        row = await pool.fetchrow(
+        row = await (runner or pool).fetchrow(
             f"{MARKER} SELECT current_database() AS database, current_schemas(true) AS schemas"
         )
         key = json.dumps([row["database"], list(row["schemas"])], ensure_ascii=True)
@@ -200,7 +202,7 @@ FROM rel JOIN pg_class c ON c.oid = rel.oid JOIN pg_namespace n ON n.oid = c.rel
 WHERE c.relkind IN ('r', 'p', 'm', 'f')"""
 
 
-async def _tags(pool: Any, target: _Target, sql: str) -> tuple[str, ...]:
+async def _tags(runner: Any, target: _Target, sql: str) -> tuple[str, ...]:
     cached = target.tags.get(sql)
     if cached is not None:
         return cached
@@ -217,7 +219,7 @@ async def _tags(pool: Any, target: _Target, sql: str) -> tuple[str, ...]:
     names = [
         qualified(t.schema, t.name) if t.schema else quote_ident(t.name) for t in parsed.tables
     ]
-    rows = await pool.fetch(_RESOLVE, names) if names else []
+    rows = await runner.fetch(_RESOLVE, names) if names else []
     tags = tuple(sorted({table_tag(r["database"], r["schema"], r["table"]) for r in rows}))
     if len(target.tags) > 10_000:
         target.tags.clear()
@@ -257,7 +259,8 @@ async def cached_fetch(
     per pool or connection), the statement text and the type-tagged arguments.
 
     Args:
-        pool: An asyncpg pool (or connection) to run the query on.
+        pool: An asyncpg pool (or connection), or a SQLAlchemy ``AsyncEngine`` (asyncpg
+            driver: each miss borrows a connection from its pool), to run the query on.
         sql: The SELECT statement.
         *args: Its bind arguments (part of the cache key).
         ttl: Seconds the rows stay fresh (``None``: the cache's default).
@@ -272,9 +275,25 @@ async def cached_fetch(
             WITH, ``SELECT ... INTO`` and ``FOR UPDATE``/``FOR SHARE`` are refused).
     """
     cache = cache if cache is not None else get_default_cache()
+    pool = as_pool(pool)
     target = await _target(pool)
     tags = await _tags(pool, target, sql)
-    key = _key(target.key, sql, args)
+
+    async def fetch() -> list[dict[str, Any]]:
+        return [dict(record) for record in await pool.fetch(sql, *args)]
+
+    return await _through_cache(cache, _key(target.key, sql, args), tags, fetch, ttl, lock)
+
+
+async def _through_cache(
+    cache: Cache,
+    key: str,
+    tags: tuple[str, ...],
+    fetch: Callable[[], Awaitable[list[dict[str, Any]]]],
+    ttl: float | None,
+    lock: Any,
+) -> list[dict[str, Any]]:
+    """``cache.get_or_set(key, fetch)``, storing nothing that a table change overtook."""
     flight_key = (id(cache), key)
     if lock is not None:
         # Do not join a load that started before a change this caller already knows of:
@@ -293,7 +312,7 @@ async def cached_fetch(
         started.append(running.state)
         _loads.setdefault(flight_key, set()).add(running)
         try:
-            return [dict(record) for record in await pool.fetch(sql, *args)]
+            return await fetch()
         finally:
             loads = _loads.get(flight_key)
             if loads is not None:
@@ -379,7 +398,7 @@ class TableInvalidation:
             The tables' tags.
         """
         installed = []
-        async with _connection(conn) as c, c.transaction():
+        async with _connection(as_pool(conn)) as c, c.transaction():
             for name in tables:
                 schema, table, database = await _resolve_table(c, name)
                 function = f"{quote_ident(schema)}.{quote_ident(_FUNCTION)}"
@@ -409,7 +428,7 @@ class TableInvalidation:
     async def uninstall(self, conn: Any, tables: Iterable[str]) -> None:
         """Remove the triggers from ``tables`` (and the function once no trigger uses it)."""
         asyncpg = require_asyncpg()
-        async with _connection(conn) as c:
+        async with _connection(as_pool(conn)) as c:
             for name in tables:
                 schema, table, _ = await _resolve_table(c, name)
                 await c.execute(
@@ -429,7 +448,7 @@ class TableInvalidation:
         if dsn is not None:
             self._dsn = dsn
         else:
-            self._pool = pool
+            self._pool = as_pool(pool)
         self._closed = False
         await self._connect()
         self._connected = True
@@ -577,7 +596,7 @@ async def setup_invalidation(
     invalidations may serve one cache; :func:`cached_fetch` consults all of them.
 
     Args:
-        pool: The asyncpg pool the cached queries run on.
+        pool: The asyncpg pool (or SQLAlchemy ``AsyncEngine``) the cached queries run on.
         cache: The cache :func:`cached_fetch` stores into.
         tables: ``"schema.table"`` or search-path-relative ``"table"`` names.
         dsn: Listen on a connection of its own to this DSN (default: hold one of the
@@ -610,7 +629,7 @@ class _connection:
 
     async def __aenter__(self) -> Any:
         asyncpg = require_asyncpg()
-        if isinstance(self.target, asyncpg.Pool):
+        if isinstance(self.target, asyncpg.Pool | EnginePool):
             self.conn = await self.target.acquire()
             return self.conn
         return self.target

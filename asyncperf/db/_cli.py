@@ -1,5 +1,8 @@
 """``asyncperf db report postgresql://...``: slow queries, findings, index advice, health.
 
+The URL may be a libpq-style ``postgresql://`` (or ``postgres://``) DSN or a SQLAlchemy
+``postgresql+asyncpg://`` URL; anything else is refused in one line (exit status 2).
+
 Read-only unless ``--apply-indexes`` is given: then the suggested indexes (named
 ``asyncperf_<table>_<columns>_idx``) are created with ``CREATE INDEX CONCURRENTLY IF NOT
 EXISTS`` (which does not block writes) under a lock timeout.
@@ -13,7 +16,7 @@ import json
 import sys
 from typing import Any, TextIO
 
-from .._exceptions import AsyncPerfError, BackendUnavailable
+from .._exceptions import AsyncPerfError, BackendUnavailable, ConfigurationError
 from ._analyzer import DatabaseReport, QueryAnalyzer
 from ._deps import require_asyncpg
 from ._explain import ExplainResult
@@ -31,7 +34,9 @@ def add_parser(subparsers: Any) -> None:
         help="print slow queries, plan findings, index advice and index health",
         description=__doc__,
     )
-    report.add_argument("dsn", help="postgresql://user@host:port/database")
+    report.add_argument(
+        "dsn", help="postgresql://user@host:port/database (or postgresql+asyncpg://...)"
+    )
     report.add_argument("--json", action="store_true", help="print JSON for machines")
     report.add_argument("--top", type=_positive_int, default=10, help="slow statements to show")
     report.add_argument(
@@ -67,7 +72,7 @@ def run(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
     stream = out if out is not None else sys.stdout
     try:
         return asyncio.run(_report(args, stream))
-    except BackendUnavailable as exc:
+    except (BackendUnavailable, ConfigurationError) as exc:
         print(f"asyncperf db: {exc}", file=sys.stderr)
         return 2
     except (AsyncPerfError, OSError) as exc:
@@ -75,10 +80,35 @@ def run(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
         return 1
 
 
+_SCHEMES = {"postgresql", "postgres", "postgresql+asyncpg", "postgres+asyncpg"}
+
+
+def asyncpg_dsn(url: str) -> str:
+    """The asyncpg DSN of a ``postgresql://`` or ``postgresql+asyncpg://`` URL.
+
+    Raises:
+        ConfigurationError: Not such a URL (the message says what was expected).
+    """
+    scheme, separator, rest = url.strip().partition("://")
+    if not separator:
+        raise ConfigurationError(
+            f"not a database URL: {url!r} (expected postgresql://user@host:port/database)"
+        )
+    if scheme.lower() not in _SCHEMES:
+        raise ConfigurationError(
+            f"unsupported URL scheme {scheme!r}: use postgresql:// or postgresql+asyncpg://"
+        )
+    return f"postgresql://{rest}"
+
+
 async def _report(args: argparse.Namespace, out: TextIO) -> int:
     asyncpg = require_asyncpg()
+    dsn = asyncpg_dsn(args.dsn)
     try:
-        conn = await asyncpg.connect(args.dsn)
+        conn = await asyncpg.connect(dsn)
+    except ValueError as exc:  # asyncpg's ClientConfigurationError: a malformed DSN
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigurationError(f"bad database URL: {first_line}") from exc
     except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
         raise BackendUnavailable(f"cannot connect to {args.dsn}: {exc}") from exc
     try:

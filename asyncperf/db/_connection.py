@@ -1,4 +1,5 @@
-"""Where the analyzer gets its connections: an asyncpg pool, a connection, or a DSN."""
+"""Where the analyzer gets its connections: an asyncpg pool, a SQLAlchemy ``AsyncEngine``
+(asyncpg driver), a connection, or a DSN."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 from .._exceptions import BackendUnavailable, ConfigurationError
 from ._deps import require_asyncpg
+from ._engine import EnginePool, as_pool
 
 __all__ = ["Connection", "ConnectionSource"]
 
@@ -17,7 +19,7 @@ Connection = Any
 
 
 class ConnectionSource:
-    """Hand out connections from a pool, a single connection, or a DSN.
+    """Hand out connections from a pool, an engine, a single connection, or a DSN.
 
     A DSN opens one connection on first use, kept until :meth:`aclose`; a connection
     given by the caller is shared under a lock and never closed here.
@@ -30,25 +32,27 @@ class ConnectionSource:
         self._dsn: str | None = None
         self._owned = False
         self._lock = asyncio.Lock()
-        if isinstance(target, asyncpg.Pool):
+        target = as_pool(target)
+        if isinstance(target, asyncpg.Pool | EnginePool):
             self._pool = target
         elif isinstance(target, asyncpg.Connection):
             self._connection = target
         elif isinstance(target, str):
             if not target.startswith(("postgres://", "postgresql://")):
                 raise ConfigurationError(
-                    "expected an asyncpg pool, an asyncpg connection or a postgresql:// DSN"
+                    "expected an asyncpg pool, a SQLAlchemy AsyncEngine, an asyncpg "
+                    "connection or a postgresql:// DSN"
                 )
             self._dsn = target
         else:
             raise ConfigurationError(
-                "expected an asyncpg pool, an asyncpg connection or a postgresql:// DSN, "
-                f"got {type(target).__name__}"
+                "expected an asyncpg pool, a SQLAlchemy AsyncEngine, an asyncpg connection "
+                f"or a postgresql:// DSN, got {type(target).__name__}"
             )
 
     @property
     def pool(self) -> Any:
-        """The asyncpg pool, when the source is one (else ``None``)."""
+        """The asyncpg pool (or an engine's :class:`EnginePool`), else ``None``."""
         return self._pool
 
     @asynccontextmanager
@@ -58,6 +62,10 @@ class ConnectionSource:
         Raises:
             BackendUnavailable: The server cannot be reached.
         """
+        if isinstance(self._pool, EnginePool):
+            async with self._pool.connection() as conn:
+                yield conn
+            return
         if self._pool is not None:
             async with self._pool.acquire() as conn:
                 yield conn

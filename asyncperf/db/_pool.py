@@ -1,7 +1,9 @@
-"""Pool monitoring for asyncpg: acquire waits, utilisation and timeouts, and sizing advice.
+"""Pool monitoring for asyncpg and SQLAlchemy: acquire waits, utilisation, timeouts, and
+sizing advice.
 
 asyncpg's pool exposes sizes but no waiter count and no acquire latency, so the monitor
-times the acquisitions that go through :meth:`PoolMonitor.acquire`.
+times the acquisitions that go through :meth:`PoolMonitor.acquire`. A SQLAlchemy
+``AsyncEngine``'s pool is watched whole: every checkout, sessions' included.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 from .._exceptions import ConfigurationError
 from ._connection import Connection
+from ._engine import PoolHooks, engine_pool, is_async_engine
 from ._results import Result
 from ._sql import MARKER
 
@@ -87,10 +90,17 @@ def _percentile(values: list[float], fraction: float) -> float:
 
 
 class PoolMonitor:
-    """Measure an asyncpg pool through the acquisitions made with :meth:`acquire`.
+    """Measure an asyncpg pool through the acquisitions made with :meth:`acquire`, or
+    every checkout of a SQLAlchemy ``AsyncEngine``'s pool.
+
+    With an engine (asyncpg driver, a sized pool such as the default
+    ``AsyncAdaptedQueuePool``), ``max_size`` is ``pool_size + max_overflow`` and
+    ``min_size`` is ``pool_size`` (what the pool keeps open); holds and levels come from
+    the pool's ``checkout``/``checkin`` events, waits and timeouts from a wrapper around
+    the pool's ``connect()``. :meth:`close` removes them.
 
     Args:
-        pool: The ``asyncpg.Pool``.
+        pool: The ``asyncpg.Pool``, or a ``sqlalchemy.ext.asyncio.AsyncEngine``.
         window: Seconds of history the statistics and advice look at.
         clock: Monotonic clock (injected by tests).
 
@@ -117,6 +127,49 @@ class PoolMonitor:
         self._levels: deque[tuple[float, int]] = deque([(self._started, 0)])
         self._in_use = 0
         self._waiting = 0
+        self._hooks: PoolHooks | None = None
+        self._out: dict[int, float] = {}  # engine checkouts: id(record) -> when
+        self._runner: Any = pool
+        self._knob = "max_size"
+        if is_async_engine(pool):
+            self._runner = engine_pool(pool)
+            self._hooks = PoolHooks(pool, self)
+            self._knob = "pool_size + max_overflow"
+
+    def close(self) -> None:
+        """Stop watching an engine's pool (nothing to do for an asyncpg pool)."""
+        if self._hooks is not None:
+            self._hooks.close()
+
+    # -- what the engine hooks report ---------------------------------------------------------
+
+    def _waited(self, started: float) -> None:
+        acquired = self._clock()
+        self._waits.append((acquired, acquired - started))
+
+    def _timed_out(self) -> None:
+        self._timeouts.append(self._clock())
+
+    def _checked_out(self, record: int) -> None:
+        self._out[record] = self._clock()
+        self._level(+1)
+
+    def _checked_in(self, record: int) -> None:
+        acquired = self._out.pop(record, None)
+        if acquired is not None:
+            released = self._clock()
+            self._holds.append((released, released - acquired))
+            self._level(-1)
+
+    def _sizes(self) -> tuple[int, int, int, int]:
+        if self._hooks is not None:
+            return self._hooks.sizes()
+        return (
+            int(self.pool.get_size()),
+            int(self.pool.get_idle_size()),
+            int(self.pool.get_min_size()),
+            int(self.pool.get_max_size()),
+        )
 
     def _trim(self, now: float) -> None:
         horizon = now - self.window
@@ -144,9 +197,29 @@ class PoolMonitor:
         Args:
             timeout: Seconds to wait for a connection (``None``: as long as it takes).
 
+        With an engine, this yields an ``AsyncConnection`` (the hooks do the timing; the
+        wait is bounded by ``create_async_engine(pool_timeout=...)``, so ``timeout`` must
+        stay ``None``).
+
         Raises:
             TimeoutError: No connection became free in time (counted as a timeout).
+            ConfigurationError: ``timeout`` given with an engine.
         """
+        if self._hooks is not None:
+            if timeout is not None:
+                raise ConfigurationError(
+                    "with an AsyncEngine the wait is bounded by create_async_engine"
+                    "(pool_timeout=...); acquire() takes no timeout"
+                )
+            try:
+                conn = await self.pool.connect()
+            except self._hooks._timeout_error as exc:
+                raise TimeoutError(str(exc)) from exc
+            try:
+                yield conn
+            finally:
+                await conn.close()
+            return
         started = self._clock()
         self._waiting += 1
         try:
@@ -185,7 +258,7 @@ class PoolMonitor:
                 peak = max(peak, level)
         waits = [w for _, w in self._waits]
         holds = [h for _, h in self._holds]
-        max_size = int(self.pool.get_max_size())
+        size, idle, min_size, max_size = self._sizes()
         return PoolStatistics(
             window_seconds=span,
             acquisitions=len(waits),
@@ -198,9 +271,9 @@ class PoolMonitor:
             peak_in_use=peak,
             in_use=self._in_use,
             waiting=self._waiting,
-            size=int(self.pool.get_size()),
-            idle=int(self.pool.get_idle_size()),
-            min_size=int(self.pool.get_min_size()),
+            size=size,
+            idle=idle,
+            min_size=min_size,
             max_size=max_size,
         )
 
@@ -226,7 +299,7 @@ class PoolMonitor:
             advice.append(
                 PoolAdvice(
                     "size_up",
-                    f"raise max_size from {s.max_size} to about {target} (if the server has "
+                    f"raise {self._knob} from {s.max_size} to about {target} (if the server has "
                     "headroom; otherwise shorten how long connections are held)",
                     f"{s.timeouts} acquire timeouts, p95 wait {s.wait_p95_seconds * 1000:.1f} ms, "
                     f"{s.utilisation:.0%} utilisation, all {s.max_size} connections in use at peak",
@@ -239,8 +312,8 @@ class PoolMonitor:
             advice.append(
                 PoolAdvice(
                     "size_down",
-                    f"lower max_size from {s.max_size} to about {target} "
-                    f"(and min_size to at most {target})",
+                    f"lower {self._knob} from {s.max_size} to about {target} "
+                    f"(and {'pool_size' if self._hooks else 'min_size'} to at most {target})",
                     f"{s.utilisation:.0%} utilisation, at most {s.peak_in_use} of {s.max_size} "
                     f"connections in use over {s.window_seconds:.0f} s: idle connections "
                     "cost server memory in every process",
@@ -258,7 +331,7 @@ class PoolMonitor:
         """
         stats = self.statistics()
         advice = self.local_advice(stats)
-        row = await self.pool.fetchrow(
+        row = await self._runner.fetchrow(
             f"""{MARKER}
             SELECT current_setting('max_connections')::int AS max_connections,
                    current_setting('superuser_reserved_connections')::int AS reserved,
@@ -287,9 +360,9 @@ class PoolMonitor:
             advice.append(
                 PoolAdvice(
                     "max_connections",
-                    f"{processes} processes x max_size {stats.max_size} + {row['reserved']} "
+                    f"{processes} processes x {self._knob} {stats.max_size} + {row['reserved']} "
                     f"reserved + {others} other connections exceed max_connections "
-                    f"{row['max_connections']}: lower max_size or put PgBouncer in front",
+                    f"{row['max_connections']}: lower {self._knob} or put PgBouncer in front",
                     "at peak, connection attempts will fail with 'too many clients'",
                     {
                         "max_connections": float(row["max_connections"]),

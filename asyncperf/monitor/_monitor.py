@@ -341,6 +341,17 @@ class PerformanceMonitor:
         """
         connection.add_query_logger(self.queries)
 
+    def instrument_sqlalchemy(self, engine: Any) -> None:
+        """Time every statement of a SQLAlchemy (Async)Engine, by statement fingerprint.
+
+        Same metrics as :meth:`instrument_asyncpg`, through the engine's
+        ``before_cursor_execute``/``after_cursor_execute`` events; parameters never
+        reach the metrics.
+        """
+        from ._sqlalchemy import instrument_sqlalchemy
+
+        instrument_sqlalchemy(engine, self.queries)
+
     async def asyncpg_init(self, connection: Any) -> None:
         """An ``init=`` callback for ``asyncpg.create_pool``: instrument each connection."""
         self.instrument_asyncpg(connection)

@@ -189,3 +189,33 @@ async def test_apply_drops_only_its_own_failed_build(scratch_schema: str) -> Non
         assert [r["name"] for r in names] == [f"{scratch_schema}.mine"]
     finally:
         await conn.close()
+
+
+def test_sqlalchemy_urls_are_accepted_like_dsns(capsys: pytest.CaptureFixture[str]) -> None:
+    engine_url = DSN.replace("postgresql://", "postgresql+asyncpg://", 1)
+    reports = []
+    for url in (DSN, engine_url):
+        assert run(parse(["db", "report", url, "--json", "--top", "3", "--explain-top", "0"])) == 0
+        reports.append(json.loads(capsys.readouterr().out))
+    assert reports[0]["extensions"] == reports[1]["extensions"]
+    assert reports[1]["extensions"]["hypopg"] is True
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("mysql://root@127.0.0.1/test", "unsupported URL scheme 'mysql'"),
+        ("postgresql+psycopg://postgres@127.0.0.1/test", "unsupported URL scheme"),
+        ("127.0.0.1:5432/test", "not a database URL"),
+        ("postgresql+asyncpg://postgres@127.0.0.1:notaport/test", "bad database URL"),
+        ("postgresql://postgres@127.0.0.1/test?sslmode=bogus", "bad database URL: `sslmode`"),
+    ],
+)
+def test_bad_urls_get_one_line_and_exit_2(
+    url: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(parse(["db", "report", url])) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1
+    assert captured.err.startswith(f"asyncperf db: {message}")
