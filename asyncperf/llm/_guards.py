@@ -11,10 +11,20 @@ see, and refuse the match when any differs:
 - ``entities``: names (capitalised or all-caps words anywhere in either prompt) must occur
   in both, spelled the same;
 - ``content``: the content words must be the same multiset, allowing only typos (same first
-  letter, one edit in words of 5+ letters, two in words of 9+), filler words ("please",
-  "could you tell me") and a word order that moves one contiguous block (so "how do I sort a
-  list in Python" matches "in Python, how do I sort a list", while "does Alice owe Bob"
-  does not match "does Bob owe Alice");
+  letter, one edit in words of 5+ letters, two in words of 9+; a word extended at its end,
+  "river"/"rivers" or "large"/"larger", is another form, not a typo) and filler words
+  ("please", "could you tell me");
+- ``word_order``: the words both prompts share keep their order, except that one
+  prepositional phrase may move as a whole ("how do I sort a list in Python" matches "in
+  Python, how do I sort a list"); anything else exchanges roles ("does A outrank B" /
+  "does B outrank A", "does Alice like Bob" / "does Bob like Alice"), and prepositions stay
+  attached to their noun ("from Paris to Rome" / "from Rome to Paris");
+- ``quantifiers``: the quantifiers ("all", "some", "every", "most", "only", "at least",
+  "exactly"...) must be the same, and each quantifier and negation must bear on the same
+  word ("do all regions not pass" / "do not all regions pass", "does every user visit a
+  site" / "does a user visit every site");
+- a single capital letter inside a sentence ("does A outrank B") is a name (a variable),
+  not the article "a";
 - deictic prompts (words such as "this", "above", "it") refer to something outside the
   prompt and are never matched by similarity.
 """
@@ -77,7 +87,7 @@ FILLER_WORDS: Final = frozenset(
     """a an the please pls plz kindly hey hi hello ok okay so well just actually basically
     really quick quickly um uh hmm you your can could would tell me i i'd id want wanna like
     know wonder wondering curious question help do does did thanks thank quite simply
-    briefly exactly""".split()
+    briefly""".split()
 )
 
 #: Words that point outside the prompt. A prompt with one is never similarity-matched.
@@ -95,6 +105,17 @@ _FILLER_PHRASES: Final = re.compile(
     re.IGNORECASE,
 )
 _NUMBER: Final = "#"
+
+#: Closed-class words that say how much of something a question is about. A change of one,
+#: or one that bears on another word, changes the answer ("all" / "some", "every region" /
+#: "one region", "only Alice" / "only Bob").
+QUANTIFIER_WORDS: Final = frozenset(
+    """all every each any some most many much few fewer fewest little less least more
+    several both either neither only exactly almost nearly whole entire majority minority
+    always usually often sometimes rarely seldom ever""".split()
+)
+#: In the ``words`` sequence, every negation is this word.
+_NOT: Final = "not"
 
 _PREPOSITIONS: Final = frozenset(
     """from to into onto in on at by for with without of about against between over under
@@ -115,6 +136,8 @@ class PromptFeatures:
         entities: Lowercased capitalised or all-caps words (never the first word of a
             sentence unless it is all caps).
         deictic: The prompt points outside itself.
+        words: ``content`` with each negation in its place (as ``"not"``): what the
+            scope of a negation or a quantifier is read from.
     """
 
     content: tuple[str, ...]
@@ -122,6 +145,7 @@ class PromptFeatures:
     negations: int
     entities: frozenset[str]
     deictic: bool
+    words: tuple[str, ...] = ()
 
 
 def _number(text: str) -> str | None:
@@ -135,7 +159,11 @@ def _number(text: str) -> str | None:
 def prompt_features(text: str) -> PromptFeatures:
     """Extract the guard features of one prompt."""
     text = _FILLER_PHRASES.sub(" ", unicodedata.normalize("NFKC", text))
+    # In a prompt written in both cases, a lone capital letter other than "I" inside a
+    # sentence names something ("does A outrank B"); in an all-caps prompt it may be "a".
+    mixed_case = any(c.islower() for c in text)
     content: list[str] = []
+    sequence: list[str] = []
     numbers: list[str] = []
     entities: set[str] = set()
     negations = 0
@@ -155,6 +183,7 @@ def prompt_features(text: str) -> PromptFeatures:
             if number is not None:
                 numbers.append(number)
                 content.append(_NUMBER)  # keeps its place for the word-order checks
+                sequence.append(_NUMBER)
             continue
         word = raw.lower()
         if word in _ORDINAL_SUFFIX and between == "":
@@ -175,21 +204,28 @@ def prompt_features(text: str) -> PromptFeatures:
             else:
                 words = (word,)
         letters = raw.replace("'", "")
+        symbol = mixed_case and not first_of_sentence and len(raw) == 1 and raw not in "aiI"
+        symbol = symbol or (mixed_case and not first_of_sentence and raw == "A")
         if (len(letters) > 1 and letters.isupper()) or (
             not first_of_sentence and any(c.isupper() for c in raw)
         ):
             entities.add(words[0])
         for part in words:
-            if part in DEICTIC_WORDS:
+            if part in DEICTIC_WORDS and not symbol:
                 deictic = True
             if part in _NEGATIONS:
                 negations += 1
-            elif part in _NUMBER_WORDS:
+                sequence.append(_NOT)
+            elif part in _NUMBER_WORDS and not symbol:
                 numbers.append(format(Decimal(_NUMBER_WORDS[part]).normalize(), "f"))
                 content.append(_NUMBER)
-            elif part not in FILLER_WORDS and part:
+                sequence.append(_NUMBER)
+            elif part and (symbol or part not in FILLER_WORDS):
                 content.append(part)
-    return PromptFeatures(tuple(content), tuple(numbers), negations, frozenset(entities), deictic)
+                sequence.append(part)
+    return PromptFeatures(
+        tuple(content), tuple(numbers), negations, frozenset(entities), deictic, tuple(sequence)
+    )
 
 
 def _within_edits(a: str, b: str, limit: int) -> bool:
@@ -215,6 +251,8 @@ def _typo(a: str, b: str) -> bool:
     shorter = min(len(a), len(b))
     if shorter < 5 or a[0] != b[0]:
         return False
+    if a.startswith(b) or b.startswith(a):
+        return False  # an ending added (river/rivers, large/larger): another form of the word
     return _within_edits(a, b, 2 if shorter >= 9 else 1)
 
 
@@ -244,10 +282,17 @@ def _align(
     return tuple(replace.get(word, word) for word in b)
 
 
-def _one_block_move(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
-    """Return whether ``b`` is ``a`` with at most one contiguous block moved elsewhere."""
+def _phrase_move(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """Return whether ``b`` is ``a`` with at most one prepositional phrase moved elsewhere.
+
+    A phrase that starts with a preposition says where, when or how ("in Python", "during
+    2010") and may move as a whole. Any other move exchanges what the words do: the
+    subject and the object of "does Alice like Bob" trade places in "does Bob like Alice".
+    """
     if a == b:
         return True
+    if len(a) != len(b):
+        return False
     n = len(a)
     # Strip the common prefix and suffix: the move happened inside what is left.
     start = 0
@@ -258,8 +303,37 @@ def _one_block_move(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
         end -= 1
     middle_a, middle_b = a[start:end], b[start:end]
     size = len(middle_a)
-    # A block move inside the middle is a rotation of it: b = a[k:] + a[:k].
-    return any(middle_a[k:] + middle_a[:k] == middle_b for k in range(1, size))
+    # A block move inside the middle is a rotation of it: b = a[k:] + a[:k]; one of the
+    # two blocks that trade places must be a prepositional phrase.
+    return any(
+        middle_a[k:] + middle_a[:k] == middle_b
+        and (middle_a[0] in _PREPOSITIONS or middle_a[k] in _PREPOSITIONS)
+        for k in range(1, size)
+    )
+
+
+def _shared(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:
+    """Return the words of ``a`` that ``b`` also has (as a multiset), in ``a``'s order."""
+    left = Counter(b)
+    kept: list[str] = []
+    for word in a:
+        if left[word] > 0:
+            left[word] -= 1
+            kept.append(word)
+    return tuple(kept)
+
+
+def _scope_pairs(words: tuple[str, ...]) -> Counter[tuple[str, str]]:
+    """Each quantifier and negation with the first word after it that is neither: what it
+    bears on ("all regions", "not pass", "only Bob")."""
+    pairs: Counter[tuple[str, str]] = Counter()
+    for i, word in enumerate(words):
+        if word == _NOT or word in QUANTIFIER_WORDS:
+            target = next(
+                (w for w in words[i + 1 :] if w != _NOT and w not in QUANTIFIER_WORDS), ""
+            )
+            pairs[(word, target)] += 1
+    return pairs
 
 
 def _preposition_pairs(words: tuple[str, ...]) -> Counter[tuple[str, str]]:
@@ -279,9 +353,13 @@ class Guards:
             in another order.
         negation: Refuse when the number of negations differs.
         entities: Refuse when a name in one prompt is missing from the other.
-        content: Refuse when content words differ beyond typos, fillers and one moved
-            block of words. Turn off only with an embedder that understands paraphrases,
-            and calibrate again.
+        content: Refuse when content words differ beyond typos and fillers. Turn off only
+            with an embedder that understands paraphrases, and calibrate again.
+        word_order: Refuse when the words both prompts share are in another order, beyond
+            one moved prepositional phrase (exchanged roles), or a preposition moved to
+            another noun.
+        quantifiers: Refuse when the quantifiers differ, or a quantifier or negation bears
+            on another word (another scope).
         deictic: Never match prompts that point outside themselves ("this", "above").
         predicate: Your own check, ``predicate(query, candidate) -> bool``; false refuses.
     """
@@ -291,6 +369,8 @@ class Guards:
     entities: bool = True
     content: bool = True
     deictic: bool = True
+    word_order: bool = True
+    quantifiers: bool = True
     predicate: Callable[[str, str], bool] | None = None
 
 
@@ -314,14 +394,26 @@ def refusal(
         words_a, words_b = set(a.content), set(b.content)
         if any((e in words_a) != (e in words_b) for e in entities):
             return "entities"
+    sequence_b = b.words
     if guards.content:
         aligned = _align(a.content, b.content, entities if guards.entities else frozenset())
         if aligned is None:
             return "content"
-        if _preposition_pairs(a.content) != _preposition_pairs(aligned):
+        if guards.word_order and _preposition_pairs(a.content) != _preposition_pairs(aligned):
             return "word order"
-        if not _one_block_move(a.content, aligned):
+        # The typos of b spelled as in a, so that the order checks compare like with like.
+        spelled = dict(zip(b.content, aligned, strict=True))
+        sequence_b = tuple(spelled.get(word, word) for word in b.words)
+    if guards.word_order:
+        shared_a = _shared(a.content, tuple(w for w in sequence_b if w != _NOT))
+        shared_b = _shared(tuple(w for w in sequence_b if w != _NOT), a.content)
+        if not _phrase_move(shared_a, shared_b):
             return "word order"
+    if guards.quantifiers:
+        quantifiers_a = Counter(w for w in a.words if w in QUANTIFIER_WORDS)
+        quantifiers_b = Counter(w for w in sequence_b if w in QUANTIFIER_WORDS)
+        if quantifiers_a != quantifiers_b or _scope_pairs(a.words) != _scope_pairs(sequence_b):
+            return "quantifiers"
     if guards.predicate is not None and not guards.predicate(query, candidate):
         return "predicate"
     return None

@@ -7,6 +7,14 @@ swap, scope change, deictic prompt, role reversal, unit change, or a multi-turn 
 last message is the same but whose history differs). Items are built from templates with
 random slots, so the same seed gives the same set.
 
+Two harder kinds ride in existing categories, marked by their ``note`` and drawn from a
+random generator of their own (so the items above stay the same for a seed): ``"role
+swap"`` (role reversal: the same words with the arguments of an asymmetric relation
+exchanged, "does A outrank B" / "does B outrank A", including relations expressed by
+words the content guard treats as filler) and ``"quantifier"`` (scope change: another
+quantifier, a quantifier or negation or "only" moved to another word, a number qualified
+or not, singular against plural, a comparative).
+
 Run ``python tests/llm/make_synthetic_set.py [--seed N] [--out FILE]`` to write it as JSON
 lines; the tests import :func:`generate`.
 
@@ -375,10 +383,106 @@ def traps(rng: random.Random, per_category: int) -> list[Item]:
     return items
 
 
-def generate(seed: int = 1, traps_per_category: int = 60, near: int = 420) -> list[Item]:
-    """Return the labelled set: ``9 * traps_per_category`` traps and ``near`` near-repeats."""
+ARGUMENTS = [("A", "B"), ("X", "Y"), ("P", "Q"), ("Alice", "Bob"), ("Carol", "David"),
+             ("Google", "Amazon"), ("Oracle", "Intel"), ("the manager", "the director"),
+             ("the buyer", "the seller"), ("the client", "the server"),
+             ("the teacher", "the student"), ("the parent", "the child"),
+             ("the landlord", "the tenant")]  # fmt: skip
+RELATIONS = ["outrank", "precede", "outweigh", "like", "help", "follow", "beat", "trust",
+             "know", "pay", "hire", "sue", "outsell", "want", "call", "email", "invite",
+             "replace", "overtake", "supervise"]  # fmt: skip
+ROLE_FRAMES = ["Does {a} {r} {b}?", "Would {a} {r} {b}?", "Can {a} {r} {b}?",
+               "Why does {a} {r} {b}?", "How often does {a} {r} {b}?",
+               "Should {a} {r} {b}?", "When did {a} {r} {b}?"]  # fmt: skip
+GROUPS = [("region", "regions"), ("employee", "employees"), ("student", "students"),
+          ("server", "servers"), ("country", "countries"), ("test", "tests"),
+          ("user", "users"), ("branch", "branches"), ("team", "teams")]  # fmt: skip
+PREDICATES = [("has a hospital", "have a hospital"), ("passes the audit", "pass the audit"),
+              ("needs a badge", "need a badge"), ("reports a loss", "report a loss"),
+              ("meets the target", "meet the target"), ("uses the policy", "use the policy"),
+              ("requires approval", "require approval")]  # fmt: skip
+PLURAL_QUANTIFIERS = ["all", "some", "most", "few", "many", "several", "no", "both",
+                      "at least three", "at most three", "exactly three", "more than three",
+                      "fewer than three", "only three", "three"]  # fmt: skip
+SINGULAR_QUANTIFIERS = ["every", "each", "any", "one", "no", "only one", "a single"]
+SUPERLATIVES = ["longest", "largest", "oldest", "deepest", "busiest", "highest"]
+FEATURES = [("river", "rivers"), ("lake", "lakes"), ("mountain", "mountains"),
+            ("airport", "airports"), ("bridge", "bridges"), ("museum", "museums")]  # fmt: skip
+ADJECTIVES = [("large", "larger"), ("close", "closer"), ("wide", "wider"), ("safe", "safer"),
+              ("late", "later"), ("cheap", "cheaper")]  # fmt: skip
+
+
+def role_swaps(rng: random.Random, count: int) -> list[Item]:
+    """The arguments of an asymmetric relation exchanged: the same words, another question."""
+    items: list[Item] = []
+    while len(items) < count:
+        a, b = rng.choice(ARGUMENTS)
+        frame, relation = rng.choice(ROLE_FRAMES), rng.choice(RELATIONS)
+        stored = frame.format(a=a, b=b, r=relation)
+        query = frame.format(a=b, b=a, r=relation)
+        items.append(Item("role reversal", False, _user(stored),
+                          _user(rng.choice([query, query.lower()]) if a[0].islower() else query),
+                          note="role swap"))  # fmt: skip
+    return items
+
+
+def quantifier_changes(rng: random.Random, count: int) -> list[Item]:
+    """Another quantifier, or one moved to another word: the same topic, another scope."""
+    items: list[Item] = []
+    while len(items) < count:
+        (one, many), (_, pred_many) = rng.choice(GROUPS), rng.choice(PREDICATES)
+        (other_one, other_many) = rng.choice([g for g in GROUPS if g[0] != one])
+        kind = len(items) % 7
+        if kind == 0:  # another quantifier over the plural
+            q1, q2 = rng.sample(PLURAL_QUANTIFIERS, 2)
+            pair = (f"Do {q1} {many} {pred_many}?", f"Do {q2} {many} {pred_many}?")
+        elif kind == 1:  # another quantifier over the singular
+            q1, q2 = rng.sample(SINGULAR_QUANTIFIERS, 2)
+            verb = pred_many.split()[0]
+            pair = (
+                f"Does {q1} {one} {verb} {other_many}?",
+                f"Does {q2} {one} {verb} {other_many}?",
+            )
+        elif kind == 2:  # the universal moved from one argument to the other
+            verb = rng.choice(["supervise", "review", "contact", "audit", "visit"])
+            q = rng.choice(["every", "each"])
+            article = "an" if other_one[0] in "aeiou" else "a"
+            pair = (f"Does {q} {one} {verb} {article} {other_one}?",
+                    f"Does a {one} {verb} {q} {other_one}?")  # fmt: skip
+        elif kind == 3:  # negation moved across the quantifier
+            q = rng.choice(["all", "most", "many"])
+            pair = (f"Do {q} {many} not {pred_many}?", f"Do not {q} {many} {pred_many}?")
+        elif kind == 4:  # "only" moved to the other argument
+            a, b = rng.choice([p for p in ARGUMENTS if p[0][0].isupper()])
+            relation = rng.choice(RELATIONS)
+            pair = (f"Does only {a} {relation} {b}?", f"Does {a} {relation} only {b}?")
+        elif kind == 5:  # singular against plural, or a number qualified or not
+            superlative, (feature, features) = rng.choice(SUPERLATIVES), rng.choice(FEATURES)
+            place = rng.choice(COUNTRIES)
+            pair = rng.choice([
+                (f"Name the {superlative} {feature} in {place}.",
+                 f"Name the {superlative} {features} in {place}."),
+                (f"Which {many} have exactly two {other_many}?",
+                 f"Which {many} have two {other_many}?"),
+            ])  # fmt: skip
+        else:  # the plain adjective against its comparative
+            (adjective, comparative), city = rng.choice(ADJECTIVES), rng.choice(CITIES)
+            pair = (f"Is {city} {adjective} for {many}?", f"Is {city} {comparative} for {many}?")
+        stored, query = pair if rng.random() < 0.5 else pair[::-1]
+        items.append(Item("scope change", False, _user(stored), _user(query), note="quantifier"))
+    return items
+
+
+def generate(
+    seed: int = 1, traps_per_category: int = 60, near: int = 420, hard: int = 140
+) -> list[Item]:
+    """Return the labelled set: ``9 * traps_per_category + 2 * hard`` traps (``hard`` role
+    swaps and ``hard`` quantifier changes) and ``near`` near-repeats."""
     rng = random.Random(seed)
-    return traps(rng, traps_per_category) + near_repeats(rng, near)
+    items = traps(rng, traps_per_category)
+    hard_rng = random.Random(f"{seed}:hard")  # its own stream: the items above stay the same
+    items += role_swaps(hard_rng, hard) + quantifier_changes(hard_rng, hard)
+    return items + near_repeats(rng, near)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -386,9 +490,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--traps-per-category", type=int, default=60)
     parser.add_argument("--near", type=int, default=420)
+    parser.add_argument("--hard", type=int, default=140, help="role swaps and quantifier changes")
     parser.add_argument("--out", default="-")
     args = parser.parse_args(argv)
-    items = generate(args.seed, args.traps_per_category, args.near)
+    items = generate(args.seed, args.traps_per_category, args.near, args.hard)
     out = sys.stdout if args.out == "-" else open(args.out, "w", encoding="utf-8")
     try:
         for item in items:
@@ -396,9 +501,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if out is not sys.stdout:
             out.close()
-    counts = Counter((i.should_match, i.category) for i in items)
-    for (match, category), count in sorted(counts.items()):
-        print(f"{'near-repeat' if match else 'trap':12} {category:14} {count}", file=sys.stderr)
+    counts = Counter((i.should_match, i.category, i.note) for i in items)
+    for (match, category, note), count in sorted(counts.items()):
+        kind = "near-repeat" if match else "trap"
+        print(f"{kind:12} {category:14} {note:10} {count}", file=sys.stderr)
     return 0
 
 

@@ -121,3 +121,43 @@ def test_sentence_transformer_embedder_loads_the_packaged_model_offline() -> Non
     assert cosine(a, a) == pytest.approx(1.0, abs=1e-5)
     assert cosine(a, b) > cosine(a, c)
     assert embedder.default_threshold is None
+
+
+@pytest.mark.parametrize(
+    ("stored", "query"),
+    [
+        ("Does A outrank B?", "Does B outrank A?"),
+        ("Does Alice like Bob?", "Does Bob like Alice?"),
+        ("Would Google help Amazon?", "Would Amazon help Google?"),
+        ("Does X know Y?", "Does Y know X?"),
+        ("Does the manager outrank the director?", "Does the director outrank the manager?"),
+    ],
+)
+def test_role_swaps_are_refused_by_the_guards_alone(stored: str, query: str) -> None:
+    """Exchanged arguments of an asymmetric relation: refused whatever the threshold."""
+    assert why(stored, query) == "word order"
+    assert why(stored, query, Guards(content=False)) == "word order"
+
+
+@pytest.mark.parametrize(
+    ("stored", "query"),
+    [
+        ("Do all regions have a hospital?", "Do some regions have a hospital?"),
+        ("Does every region have a hospital?", "Does one region have a hospital?"),
+        ("Does every student read a book?", "Does a student read every book?"),
+        ("Are all regions not profitable?", "Are not all regions profitable?"),
+        ("Does only Alice like Bob?", "Does Alice like only Bob?"),
+        ("Which countries have exactly two languages?", "Which countries have two languages?"),
+        ("Name the longest river in Europe", "Name the longest rivers in Europe"),
+        ("Is Tokyo large?", "Is Tokyo larger?"),
+        ("Do at least 3 regions report losses?", "Do at most 3 regions report losses?"),
+    ],
+)
+def test_quantifier_and_scope_changes_are_refused_by_the_guards_alone(
+    stored: str, query: str
+) -> None:
+    assert why(stored, query) is not None
+    # Word forms (plural, comparative) are the content guard's: without it, only the
+    # quantifiers and their scope are checked.
+    if not any(word in query for word in ("rivers", "larger", "have two")):
+        assert why(stored, query, Guards(content=False)) is not None
