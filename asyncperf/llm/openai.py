@@ -29,8 +29,9 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra onl
 import anyio
 
 from ..cache.internal import Flight
-from ._cache import LLMCache, Prepared
+from ._cache import LLMCache
 from ._pricing import Usage
+from ._request import Prepared
 
 __all__ = ["CachedOpenAI", "CachedStream", "cached_openai"]
 
