@@ -17,6 +17,11 @@ PACKAGE = Path(__file__).resolve().parent.parent / "asyncperf"
 MAX_LINES = 700
 SIBLINGS = frozenset({"http", "llm", "db", "monitor"})
 MODULES = sorted(PACKAGE.rglob("*.py"))
+#: Modules known to be over the limit, each with the work that splits it. The test fails
+#: when one of them comes under the limit and is still listed, so the list only shrinks.
+OVERSIZE_PENDING = {
+    "http/_core.py": "split by the HTTP RFC 9111 work (issue 13)",
+}
 
 
 def _name(path: Path) -> list[str]:
@@ -51,7 +56,15 @@ def test_the_import_reader_resolves_relative_imports() -> None:
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_no_module_is_over_700_lines(path: Path) -> None:
     lines = len(path.read_text(encoding="utf-8").splitlines())
+    pending = OVERSIZE_PENDING.get(str(path.relative_to(PACKAGE)))
+    if pending is not None:
+        assert lines > MAX_LINES, f"{path.name} is {lines} lines now: drop it from OVERSIZE_PENDING"
+        return
     assert lines <= MAX_LINES, f"{path.relative_to(PACKAGE.parent)} has {lines} lines"
+
+
+def test_every_pending_oversize_module_exists() -> None:
+    assert all((PACKAGE / name).is_file() for name in OVERSIZE_PENDING)
 
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
