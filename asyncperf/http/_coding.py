@@ -9,7 +9,8 @@ from types import ModuleType
 from typing import Final
 
 import anyio.to_thread
-import zstandard
+
+from ..cache.internal import ZstdPool
 
 __all__ = ["MAX_ZSTD_LEVEL", "Codings", "TranscodeCache", "brotli_module"]
 
@@ -42,7 +43,7 @@ class Codings:
         self.gzip_level = gzip_level
         self.brotli_quality = brotli_quality
         self.brotli = brotli_module()
-        self._local = threading.local()
+        self._zstd = ZstdPool(zstd_level)
         self._available = ("zstd", "br", "gzip") if self.brotli is not None else ("zstd", "gzip")
 
     @property
@@ -50,32 +51,18 @@ class Codings:
         """Codings this process can produce from a zstd-stored body."""
         return self._available
 
-    def _compressor(self) -> zstandard.ZstdCompressor:
-        compressor: zstandard.ZstdCompressor | None = getattr(self._local, "c", None)
-        if compressor is None:
-            compressor = zstandard.ZstdCompressor(level=self.zstd_level)
-            self._local.c = compressor
-        return compressor
-
-    def _decompressor(self) -> zstandard.ZstdDecompressor:
-        decompressor: zstandard.ZstdDecompressor | None = getattr(self._local, "d", None)
-        if decompressor is None:
-            decompressor = zstandard.ZstdDecompressor()
-            self._local.d = decompressor
-        return decompressor
-
     def pack(self, body: bytes, min_size: int) -> bytes | None:
         """Return ``body`` zstd-compressed, or ``None`` if small or incompressible."""
         if len(body) < min_size:
             return None
-        packed = self._compressor().compress(body)
+        packed = self._zstd.compressor().compress(body)
         if len(packed) > len(body) - (len(body) >> _MIN_SAVING_SHIFT):
             return None
         return packed
 
     def unpack(self, packed: bytes, size: int) -> bytes:
         """Return the identity body of a zstd frame holding ``size`` bytes."""
-        return self._decompressor().decompress(packed, max_output_size=size)
+        return self._zstd.decompressor().decompress(packed, max_output_size=size)
 
     def encode(self, body: bytes, coding: str) -> bytes:
         """Return the identity ``body`` in ``coding`` (``zstd``, ``gzip`` or ``br``)."""
@@ -86,7 +73,7 @@ class Codings:
             encoded: bytes = self.brotli.compress(body, quality=self.brotli_quality, lgwin=22)
             return encoded
         if coding == "zstd":
-            return self._compressor().compress(body)
+            return self._zstd.compressor().compress(body)
         return body
 
     async def run(self, size: int, work: object, *args: object) -> bytes:
