@@ -76,6 +76,8 @@ class QueryAnalyzer:
         ...         print(f"{query.total_seconds:8.3f} s  {query.query}")
     """
 
+    monitor_kind = "db_queries"  # the metric prefix PerformanceMonitor.watch uses
+
     def __init__(self, pool_or_dsn: Any, *, statement_timeout: float = 30.0) -> None:
         if not statement_timeout > 0:
             raise ConfigurationError(f"statement_timeout must be positive, got {statement_timeout}")

@@ -111,6 +111,8 @@ class PoolMonitor:
         >>> await monitor.advice()                            # doctest: +SKIP
     """
 
+    monitor_kind = "db_pool"  # the metric prefix PerformanceMonitor.watch uses
+
     def __init__(
         self, pool: Any, *, window: float = 60.0, clock: Callable[[], float] = time.monotonic
     ) -> None:

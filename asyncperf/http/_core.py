@@ -435,6 +435,8 @@ class ResponseCache:
         >>> rc = ResponseCache(Cache(), default_ttl=30)
     """
 
+    monitor_kind = "http_cache"  # the metric prefix PerformanceMonitor.watch uses
+
     def __init__(
         self,
         cache: Cache,

@@ -104,6 +104,8 @@ class LLMCache:
         ...                               call=call)
     """
 
+    monitor_kind = "llm_cache"  # the metric prefix PerformanceMonitor.watch uses
+
     def __init__(
         self,
         cache: Cache,

@@ -1,9 +1,12 @@
-"""PerformanceMonitor: the registry, HTTP series, watched components and background probes."""
+"""PerformanceMonitor: the registry front, HTTP series, watched components, background probes.
+
+The multiprocess publish and merge live in ``_multiprocess.py``, the JSON snapshot in
+``_snapshot.py``; this module wires them together.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sys
 import threading
@@ -29,11 +32,12 @@ from ._metrics import (
     HistogramChild,
     MetricsRegistry,
     Sample,
-    estimate_quantile,
 )
+from ._multiprocess import WorkerFiles
 from ._process import ProcessCollector, ProcessSample
 from ._queries import QueryRecorder
-from ._watch import CacheWatcher, ComponentWatcher, jsonable
+from ._snapshot import build_snapshot
+from ._watch import CacheWatcher, ComponentWatcher
 
 if TYPE_CHECKING:
     from ._aiohttp import AiohttpMiddleware
@@ -66,18 +70,6 @@ class HttpSeries:
         self.response_size.observe(response_bytes)
         if request_bytes:
             self.request_size.observe(request_bytes)
-
-
-def _quantiles(bounds: tuple[float, ...], counts: list[int], total: float) -> dict[str, Any]:
-    count = sum(counts)
-    return {
-        "count": count,
-        "sum_seconds": total,
-        "mean": total / count if count else None,
-        "p50": estimate_quantile(0.5, bounds, counts),
-        "p95": estimate_quantile(0.95, bounds, counts),
-        "p99": estimate_quantile(0.99, bounds, counts),
-    }
 
 
 class PerformanceMonitor:
@@ -232,6 +224,11 @@ class PerformanceMonitor:
         self._stop_requested: anyio.Event | None = None
         self._stopped: anyio.Event | None = None
         self._lock = threading.Lock()
+        self._workers = (
+            WorkerFiles(self.multiprocess_dir, worker, publish_interval=publish_interval)
+            if self.multiprocess_dir is not None
+            else None
+        )
 
     # -- recording ------------------------------------------------------------------------
 
@@ -396,8 +393,8 @@ class PerformanceMonitor:
         finally:
             if watchdog is not None:
                 watchdog.stop()
-            if self.multiprocess_dir is not None:
-                self._own_file().unlink(missing_ok=True)
+            if self._workers is not None:
+                self._workers.remove()
             self._running = False
             stopped.set()
 
@@ -490,58 +487,15 @@ class PerformanceMonitor:
         With ``multiprocess_dir``, the series of every live worker are included.
         """
         families = self.collect()
-        if self.multiprocess_dir is None:
+        if self._workers is None:
             const = (("worker", self.worker),) if self.worker is not None else ()
             return render(families, const_labels=const, openmetrics=openmetrics)
-        self._publish(families)
-        return render(self._merge_workers(), openmetrics=openmetrics)
-
-    # -- several workers ------------------------------------------------------------------
-
-    def _own_file(self) -> Path:
-        assert self.multiprocess_dir is not None
-        return self.multiprocess_dir / f"worker-{self.worker}.json"
+        self._workers.publish(families)
+        return render(self._workers.merge(), openmetrics=openmetrics)
 
     async def _publish_async(self) -> None:
-        self._publish(self.collect())
-
-    def _publish(self, families: list[Family]) -> None:
-        directory = self.multiprocess_dir
-        assert directory is not None
-        directory.mkdir(parents=True, exist_ok=True)
-        payload = {
-            "worker": self.worker,
-            "pid": os.getpid(),
-            "families": [
-                [f.name, f.type, f.help, [[s.name, list(s.labels), s.value] for s in f.samples]]
-                for f in families
-            ],
-        }
-        target = self._own_file()
-        temporary = target.with_suffix(f".{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(payload), encoding="utf-8")
-        os.replace(temporary, target)
-
-    def _merge_workers(self) -> list[Family]:
-        directory = self.multiprocess_dir
-        assert directory is not None
-        stale_before = time.time() - max(3 * self.publish_interval, 30.0)
-        merged: dict[str, Family] = {}
-        for path in sorted(directory.glob("worker-*.json")):
-            try:
-                if path != self._own_file() and path.stat().st_mtime < stale_before:
-                    continue
-                payload = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                continue
-            worker = (("worker", str(payload.get("worker"))),)
-            for name, mtype, help_text, samples in payload.get("families", []):
-                family = merged.setdefault(name, Family(name, mtype, help_text))
-                family.samples.extend(
-                    Sample(s_name, worker + tuple((k, v) for k, v in labels), float(value))
-                    for s_name, labels, value in samples
-                )
-        return list(merged.values())
+        assert self._workers is not None
+        self._workers.publish(self.collect())
 
     # -- snapshot -------------------------------------------------------------------------
 
@@ -553,92 +507,7 @@ class PerformanceMonitor:
         Histogram bucket counts are included so that a client can compute percentiles
         over any interval from two snapshots.
         """
-        bounds = self.http_duration.bounds
-        routes: dict[tuple[str, str], dict[str, Any]] = {}
-        overall = [0] * (len(bounds) + 1)
-        overall_sum = 0.0
-        classes: dict[str, int] = {}
-        for (method, route, status_class), child in self.http_duration.children():
-            counts = list(child.counts)
-            entry = routes.setdefault(
-                (method, route), {"counts": [0] * len(counts), "sum": 0.0, "errors": 0}
-            )
-            for index, count in enumerate(counts):
-                entry["counts"][index] += count
-                overall[index] += count
-            entry["sum"] += child.sum
-            overall_sum += child.sum
-            total = sum(counts)
-            classes[status_class] = classes.get(status_class, 0) + total
-            if status_class == "5xx":
-                entry["errors"] += total
-        route_rows = [
-            {
-                "method": method,
-                "route": route,
-                "errors": entry["errors"],
-                **_quantiles(bounds, entry["counts"], entry["sum"]),
-            }
-            for (method, route), entry in routes.items()
-        ]
-        route_rows.sort(key=lambda row: row["p95"] or 0.0, reverse=True)
-        db_rows = []
-        for (operation, statement), child in self.db_duration.children():
-            known = self.queries.statements.get(statement)
-            db_rows.append(
-                {
-                    "id": statement,
-                    "operation": operation,
-                    "text": known.text if known is not None else statement,
-                    **_quantiles(self.db_duration.bounds, list(child.counts), child.sum),
-                }
-            )
-        db_rows.sort(key=lambda row: row["sum_seconds"], reverse=True)
-        lag_child = self.loop_lag._only()
-        # The dashboard polls every few seconds; a fresh reading (at most one a second)
-        # gives it a CPU figure per poll without ever reading per request.
-        reading = self._process_reading(max_age=1.0)
-        snapshot: dict[str, Any] = jsonable(
-            {
-                "version": 1,
-                "time": time.time(),
-                "worker": self.worker,
-                "pid": os.getpid(),
-                "uptime_seconds": time.time() - self.started_at,
-                "running": self._running,
-                "http": {
-                    "in_flight": self.http_active.value,
-                    "bounds": list(bounds),
-                    "counts": overall,
-                    "status_classes": classes,
-                    "overall": _quantiles(bounds, overall, overall_sum),
-                    "routes": route_rows,
-                },
-                "loop": {
-                    "bounds": list(self.loop_lag.bounds),
-                    "counts": list(lag_child.counts),
-                    "lag": _quantiles(self.loop_lag.bounds, list(lag_child.counts), lag_child.sum),
-                    "last_seconds": self._lag_probe.last,
-                    "max_recent_seconds": self._lag_probe.max_recent,
-                    "tasks": self._tasks,
-                    "slow_callbacks": self.slow_callbacks.value,
-                    "recent_slow_callbacks": [
-                        {
-                            "at": s.at,
-                            "blocked_seconds": s.blocked_seconds,
-                            "location": s.location,
-                            "stack": list(s.stack),
-                        }
-                        for s in list(self._watchdog.recent)
-                    ],
-                },
-                "process": reading.to_dict(),
-                "caches": [watcher.snapshot() for watcher in list(self._caches)],
-                "components": [watcher.snapshot() for watcher in list(self._components)],
-                "db": {"statements": db_rows},
-            }
-        )
-        return snapshot
+        return build_snapshot(self)
 
     # -- framework glue -------------------------------------------------------------------
 

@@ -44,9 +44,10 @@ class MonitoredComponent(Protocol):
     whose name says a level (``entries``, ``bytes``, ``in_use``, ``idle``, ``pending``,
     ``size``, ``max_*``, ``mean_*``, ``*_rate``, ``*_ratio``...) become gauges, and string
     fields (a breaker state) become a gauge with the value as a ``state`` label. An
-    optional ``monitor_kind`` attribute names the kind (``"http_cache"``); without it the
-    class name is used (``ResponseCache`` -> ``http_cache``, ``LLMCache`` -> ``llm_cache``,
-    ``PoolMonitor`` -> ``db_pool``, others snake_cased).
+    optional ``monitor_kind`` attribute names the kind (asyncperf's components declare
+    theirs: ``ResponseCache`` ``http_cache``, ``LLMCache`` ``llm_cache``, ``PoolMonitor``
+    ``db_pool``, ``QueryAnalyzer`` ``db_queries``); without it the snake-cased class name
+    is used.
 
     A component that wants exact names, types and labels also implements
     :class:`ProvidesMetrics`.
@@ -88,12 +89,6 @@ class ProvidesMetrics(Protocol):
 
 # Words that make a field cumulative even beside a unit word ("bytes_saved").
 _COUNTER_WORDS = frozenset("saved sent received written read served evicted spent".split())
-_KINDS = {
-    "ResponseCache": "http_cache",
-    "LLMCache": "llm_cache",
-    "PoolMonitor": "db_pool",
-    "QueryAnalyzer": "db_queries",
-}
 _GAUGE_WORDS = frozenset(
     "entries bytes size in_use inuse in_flight inflight idle open pending current "
     "utilisation utilization capacity max min mean avg average p50 p90 p95 p99 rate ratio "
@@ -102,12 +97,15 @@ _GAUGE_WORDS = frozenset(
 
 
 def kind_of(obj: object) -> str:
-    """Return the metric kind of a component (``monitor_kind`` or from its class)."""
+    """Return the metric kind of a component: its ``monitor_kind``, else its class name.
+
+    asyncperf's own components declare theirs (``ResponseCache.monitor_kind ==
+    "http_cache"``), so the monitor never needs to know their class names.
+    """
     kind = getattr(obj, "monitor_kind", None)
     if isinstance(kind, str) and kind:
         return _snake(kind)
-    name = type(obj).__name__
-    return _KINDS.get(name) or _snake(name)
+    return _snake(type(obj).__name__)
 
 
 def _snake(name: str) -> str:

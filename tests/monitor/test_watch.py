@@ -24,7 +24,9 @@ class FakeHttpCacheStatistics:
     mode: str
 
 
-class ResponseCache:  # named like asyncperf.http's, so it gets the http_cache kind
+class ResponseCache:  # declares its kind as asyncperf.http's does
+    monitor_kind = "http_cache"
+
     def statistics(self) -> FakeHttpCacheStatistics:
         return FakeHttpCacheStatistics(7, 3, 1, 2, 4096, 0.7, 12, "shared")
 
