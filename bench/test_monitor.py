@@ -17,6 +17,8 @@ overhead than both peers; asyncperf's observe cheaper than prometheus_client's.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -182,3 +184,35 @@ def test_observe(abench: AsyncBench, variant: str) -> None:
     abench.measure(body, label=variant, floor=variant == "prometheus_client child")
     if variant == "asyncperf child":
         abench.target(variant, "max_ratio", 1.0, "cheaper than prometheus_client's observe")
+
+
+@pytest.mark.benchmark(group="monitor-idle")
+def test_idle_cost_of_the_probes(abench: AsyncBench) -> None:
+    """CPU per second of an idle loop, alone and with a default PerformanceMonitor running
+    (the lag probe, the heartbeat watchdog that sees every stall, the process sampler)."""
+    seconds = 1.0 if QUICK else 3.0
+    results: dict[str, float] = {}
+
+    async def idle(with_monitor: bool) -> float:
+        monitor = PerformanceMonitor(cache_probe_interval=None)
+        started_cpu, started = time.process_time(), time.perf_counter()
+        if with_monitor:
+            async with monitor:
+                await asyncio.sleep(seconds)
+                assert monitor._watchdog.heartbeats > 0
+        else:
+            await asyncio.sleep(seconds)
+        return (time.process_time() - started_cpu) / (time.perf_counter() - started)
+
+    def both() -> None:
+        results["idle loop"] = abench.run(idle(False))
+        results["idle loop + PerformanceMonitor"] = abench.run(idle(True))
+
+    abench.benchmark.pedantic(both, rounds=1, iterations=1)
+    if abench.enabled:
+        for label, share in results.items():
+            abench.record(label, share * 1000, "ms CPU/s", floor=label == "idle loop")
+        added = (results["idle loop + PerformanceMonitor"] - results["idle loop"]) * 1000
+        abench.note(
+            f"  monitor-idle: a running PerformanceMonitor adds {added:.2f} ms CPU per second"
+        )

@@ -1,23 +1,28 @@
-"""Event-loop lag: a sleep-drift probe, and a watchdog thread that names slow callbacks.
+"""Event-loop lag: a sleep-drift probe, and a heartbeat watchdog that sees every stall.
 
 The probe sleeps ``interval`` seconds and records how late it woke up. It runs on any
 event loop anyio supports (asyncio, uvloop, trio) and costs one timer per interval.
 
-The watchdog finds slow callbacks without asyncio debug mode: a daemon thread checks
-whether the probe's wake-up is overdue by more than ``threshold``; if so the loop is
-stuck in one callback (or badly overloaded), and the thread records the loop thread's
-current stack, which names the culprit. No loop internals are patched, so it works on
-uvloop and trio too.
+A stall that starts and ends between two of the probe's wake-ups is invisible to the
+probe, however long it is. So the watchdog keeps a ticker of its own on the loop: it sleeps
+``gap`` seconds (10 ms at the default 100 ms threshold) and times its own overshoot. A
+stall of ``d`` seconds, whatever its phase, holds one tick for at least ``d - gap``; that
+tick counts the stall, observes it in the lag histogram (and its max) and records the loop
+thread's stack, which a daemon thread sampled while the tick was overdue, so the blocking
+frame is named. A ticker costs a timer, not a thread wake-up and a pipe write per beat (we
+measured a thread posting ``call_soon_threadsafe`` heartbeats at four times the CPU). No
+loop internals are patched: it runs wherever anyio runs (asyncio, uvloop, trio).
 """
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import anyio
@@ -35,8 +40,8 @@ class SlowCallback:
 
     Attributes:
         at: Wall-clock time (``time.time()``) when it was caught.
-        blocked_seconds: How long the loop had been stuck when caught (at least the
-            threshold; the full stall shows in the lag histogram).
+        blocked_seconds: How long the watchdog's heartbeat waited for the loop: the
+            stall's length, at most the watchdog's ``gap`` short of it.
         location: ``file:line in function`` of the innermost frame outside asyncio,
             anyio and trio internals.
         stack: The loop thread's innermost frames, formatted, outermost first.
@@ -73,6 +78,12 @@ class LoopLagProbe:
         self.due: float | None = None
         self._recent: deque[float] = deque(maxlen=max(1, int(window / interval)))
 
+    def record(self, lag: float) -> None:
+        """Observe one lag measured elsewhere (a stall the watchdog saw); loop thread only."""
+        self.histogram.observe(lag)
+        self.last = lag
+        self._recent.append(lag)
+
     @property
     def max_recent(self) -> float:
         """The largest lag over the last ``window`` seconds (0.0 before any probe)."""
@@ -95,13 +106,15 @@ class LoopLagProbe:
 
 
 class SlowCallbackWatchdog:
-    """A daemon thread that notices when the probe's wake-up is overdue.
+    """A ticker on the loop that times every stall, and a thread that names its frame.
 
     Args:
-        probe: The running :class:`LoopLagProbe` whose ``due`` time is watched.
+        probe: The :class:`LoopLagProbe` whose histogram and max also get each stall.
         counter: Incremented once per stall (``asyncperf_event_loop_slow_callbacks_total``).
-        threshold: Seconds overdue that count as a slow callback.
+        threshold: Seconds a tick may be late before it counts as a stall.
         keep: How many recent stalls to keep for the snapshot.
+        gap: Seconds the ticker sleeps: a stall is measured at most ``gap`` short of its
+            length (default: a tenth of the threshold, at most 20 ms).
     """
 
     def __init__(
@@ -111,17 +124,22 @@ class SlowCallbackWatchdog:
         *,
         threshold: float = 0.1,
         keep: int = 20,
+        gap: float | None = None,
     ) -> None:
         self.probe = probe
         self.counter = counter
         self.threshold = threshold
+        self.gap = gap if gap is not None else min(0.02, threshold / 10)
         self.recent: deque[SlowCallback] = deque(maxlen=keep)
+        self.heartbeats = 0
+        self.due: float | None = None
+        self._sampled: list[traceback.FrameSummary] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop_thread = 0
 
     def start(self) -> None:
-        """Start watching the calling thread's event loop."""
+        """Start the sampling thread for the calling thread's loop (then run :meth:`run`)."""
         self._loop_thread = threading.get_ident()
         self._stop.clear()
         self._thread = threading.Thread(
@@ -136,23 +154,48 @@ class SlowCallbackWatchdog:
             self._thread.join()
             self._thread = None
 
-    def _watch(self) -> None:
-        probe, clock = self.probe, self.probe.clock
-        step = max(self.threshold / 4, 0.002)
-        flagged: float | None = None
-        while not self._stop.wait(step):
-            due = probe.due
-            if due is None or due == flagged:
-                continue
-            overdue = clock() - due
-            if overdue > self.threshold:
-                flagged = due
-                self.counter.inc()
-                self.recent.append(self._capture(overdue))
+    async def run(self) -> None:
+        """Tick on the loop until cancelled, recording each tick later than the threshold."""
+        clock, gap, threshold = self.probe.clock, self.gap, self.threshold
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep
+        try:
+            asyncio.get_running_loop()
+            sleep = asyncio.sleep  # half anyio.sleep's cost a tick, measured: it adds up
+        except RuntimeError:  # trio
+            pass
+        try:
+            while True:
+                start = clock()
+                self.due = start + gap
+                await sleep(gap)
+                lag = clock() - start - gap
+                self.heartbeats += 1
+                if lag > threshold:
+                    sampled, self._sampled = self._sampled, None
+                    self.counter.inc()
+                    self.probe.record(lag)
+                    self.recent.append(self._describe(lag, sampled or []))
+        finally:
+            self.due = None
 
-    def _capture(self, overdue: float) -> SlowCallback:
+    def _watch(self) -> None:
+        # Sample the loop thread's stack once a tick is overdue by half the threshold: the
+        # loop is then stuck in the callback the record will name.
+        clock, stop, half = self.probe.clock, self._stop, self.threshold / 2
+        poll = max(self.threshold / 4, 0.002)
+        sampled_for: float | None = None
+        while not stop.wait(poll):
+            due = self.due
+            if due is not None and due != sampled_for and clock() - due > half:
+                sampled_for = due
+                self._sampled = self._frames()
+
+    def _frames(self) -> list[traceback.FrameSummary]:
         frame = sys._current_frames().get(self._loop_thread)
-        frames = traceback.extract_stack(frame, limit=40) if frame is not None else []
+        return list(traceback.extract_stack(frame, limit=40)) if frame is not None else []
+
+    @staticmethod
+    def _describe(lag: float, frames: list[traceback.FrameSummary]) -> SlowCallback:
         location = "unknown"
         for summary in reversed(frames):
             filename = summary.filename.replace("\\", "/")
@@ -160,4 +203,4 @@ class SlowCallbackWatchdog:
                 location = f"{summary.filename}:{summary.lineno} in {summary.name}"
                 break
         stack = tuple(f"{s.filename}:{s.lineno} in {s.name}" for s in frames[-8:])
-        return SlowCallback(time.time(), overdue, location, stack)
+        return SlowCallback(time.time(), lag, location, stack)

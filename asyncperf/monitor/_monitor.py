@@ -382,6 +382,7 @@ class PerformanceMonitor:
                     if self.slow_callback_threshold is not None:
                         watchdog = self._watchdog
                         watchdog.start()
+                        group.start_soon(watchdog.run)
                 group.start_soon(self._every, self.process_interval, self._sample_process)
                 if self.cache_probe_interval is not None:
                     group.start_soon(self._every, self.cache_probe_interval, self.probe_caches)
