@@ -64,6 +64,7 @@ async def test_every_stall_is_seen_on_asyncio_and_trio() -> None:
 
 def test_every_stall_is_seen_on_uvloop() -> None:
     import uvloop  # a dev dependency: missing means a broken install, not a skip
+
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         assert isinstance(runner.get_loop(), uvloop.Loop)
         check(runner.run(stall_everywhere()))
