@@ -50,6 +50,30 @@ def route_template(scope: Scope, entry_root_path: str = "") -> str:
     return prefix + path
 
 
+def _route_before_routing(scope: Scope) -> None:
+    """Put in ``scope["route"]`` the route the app's router would match, without running it.
+
+    A response answered before the router runs (a response-cache hit) leaves no route in
+    the scope; it is recorded under the template the router would have chosen, so a route's
+    traffic and latency include the hits the cache served. Starlette sets ``scope["app"]``
+    before its middleware stack runs, and each route's ``matches`` is pure.
+    """
+    routes = getattr(getattr(scope.get("app"), "router", None), "routes", None)
+    if not routes:
+        return
+    for route in routes:
+        matches = getattr(route, "matches", None)
+        if matches is None:
+            continue
+        try:
+            match, _ = matches(scope)
+        except Exception:  # a route type this reading does not understand: not this one
+            continue
+        if getattr(match, "name", "") == "FULL":
+            scope["route"] = route
+            return
+
+
 class TimingMiddleware:
     """Pure ASGI middleware: duration, sizes and in-flight count of every HTTP request.
 
@@ -115,6 +139,8 @@ class TimingMiddleware:
             duration = perf_counter() - start
             active.value -= 1
             if SKIP not in scope:
+                if "route" not in scope and status != 404:
+                    _route_before_routing(scope)
                 # One dict lookup per request: the matched route (by identity: routes
                 # live as long as the app and are unhashable), the mount prefixes,
                 # method and status map straight to the series to record into.

@@ -164,3 +164,28 @@ async def test_unknown_methods_and_label_cap_stay_bounded() -> None:
     assert "other" in routes
     assert len(list(monitor.http_duration.children())) == 4
     assert monitor.http_duration.folded >= 7
+
+
+async def test_response_cache_hits_are_recorded_under_their_route() -> None:
+    from asyncperf import Cache
+    from asyncperf.http import ResponseCache, ResponseCacheMiddleware
+
+    async def product(request: Request) -> Response:
+        return PlainTextResponse(
+            f"product {request.path_params['product_id']}", headers={"cache-control": "max-age=60"}
+        )
+
+    monitor = PerformanceMonitor(loop_lag_interval=None)
+    rc = ResponseCache(Cache())
+    app = Starlette(routes=[Route("/products/{product_id}", product)])
+    app.add_middleware(ResponseCacheMiddleware, response_cache=rc)
+    app.add_middleware(monitor.asgi_middleware)  # added last: outside the response cache
+    async with serve(app) as url, httpx.AsyncClient(base_url=url) as client:
+        for index in range(200):
+            assert (await client.get(f"/products/{index % 10}")).status_code == 200
+        await client.get("/no/such/page")
+    assert rc.statistics().hits == 190  # the router never ran for these
+    parsed = samples(monitor.prometheus_text())
+    assert count(parsed, "GET", "/products/{product_id}", "2xx") == 200
+    assert count(parsed, "GET", "unmatched", "2xx") == 0
+    assert count(parsed, "GET", "unmatched", "4xx") == 1
