@@ -373,10 +373,11 @@ def make_tour(
     db_cache = stores.make("db") if db is not None else None
     response_cache = ResponseCache(http_store, compression_level=3)
     llm = LLMCache(llm_store, ttl=3600)
+    # The response and LLM caches read through namespace views of their stores: those
+    # views are the cache rows that move (watching the response cache adds its view).
     watched: Iterable[tuple[object, str]] = [
-        (http_store, "http"),
-        (llm_store, "llm"),
-        (response_cache, "responses"),
+        (response_cache, "http"),
+        (llm.cache, "llm"),
         (LLMTotals(llm), "answers"),
     ]
     if db_cache is not None:

@@ -282,7 +282,8 @@ class PerformanceMonitor:
         metrics labelled by ``cache`` and ``namespace``, and its hit latency is probed on
         a timer. Anything else with a ``statistics()`` method (the HTTP response cache,
         the LLM cache, the database pool monitor, your own objects) is read through
-        :class:`MonitoredComponent`.
+        :class:`MonitoredComponent`; a component with a ``cache`` namespace view (the
+        response and LLM caches) also gets a cache row for that view, under its name.
 
         Args:
             component: What to watch.
@@ -305,6 +306,15 @@ class PerformanceMonitor:
         watcher = ComponentWatcher(component, "")
         watcher.name = self._unique(watcher.kind, name or watcher.kind, name)
         self._components.append(watcher)
+        # A response or LLM cache reads through a namespace view of the Cache it was given
+        # (``component.cache``); that view's counters are the ones that move, so it gets a
+        # row of its own under the component's name, and the Caches table never reads 0
+        # while the component serves hits. The root Cache's row counts its own reads only.
+        view = getattr(component, "cache", None)
+        if isinstance(view, Cache) and view.name and all(w.cache is not view for w in self._caches):
+            self._caches.append(
+                CacheWatcher(view, self._unique("cache", watcher.name, None), self.cache_latency)
+            )
 
     def _unique(self, kind: str, base: str, explicit: str | None) -> str:
         candidate, number = base, 1
@@ -326,6 +336,9 @@ class PerformanceMonitor:
             if watcher.component is component:
                 self._components.remove(watcher)
                 self._names.discard((watcher.kind, watcher.name))
+                view = getattr(component, "cache", None)
+                if isinstance(view, Cache) and view is not component:
+                    self.unwatch(view)
 
     # -- asyncpg --------------------------------------------------------------------------
 

@@ -177,6 +177,7 @@ async def test_response_cache_hits_are_recorded_under_their_route() -> None:
 
     monitor = PerformanceMonitor(loop_lag_interval=None)
     rc = ResponseCache(Cache())
+    monitor.watch(rc, name="responses")  # also watches the namespace view it reads through
     app = Starlette(routes=[Route("/products/{product_id}", product)])
     app.add_middleware(ResponseCacheMiddleware, response_cache=rc)
     app.add_middleware(monitor.asgi_middleware)  # added last: outside the response cache
@@ -189,3 +190,8 @@ async def test_response_cache_hits_are_recorded_under_their_route() -> None:
     assert count(parsed, "GET", "/products/{product_id}", "2xx") == 200
     assert count(parsed, "GET", "unmatched", "2xx") == 0
     assert count(parsed, "GET", "unmatched", "4xx") == 1
+    # The Caches table counts what the response cache served (its namespace view's row).
+    view = frozenset({("cache", "responses"), ("namespace", "http")})
+    assert parsed[("asyncperf_cache_hits_total", view)] == rc.statistics().hits
+    snapshot_caches = {c["name"]: c for c in monitor.snapshot()["caches"]}
+    assert snapshot_caches["responses"]["statistics"]["hits"] == 190
