@@ -65,3 +65,39 @@ async def test_aiohttp_middleware_and_routes() -> None:
     post = frozenset({("method", "POST"), ("route", "/items/{item_id}"), ("status_class", "2xx")})
     assert parsed[("asyncperf_http_server_request_body_size_bytes_sum", post)] == 20
     assert parsed[("asyncperf_http_server_response_body_size_bytes_sum", post)] == 50
+
+
+async def test_response_cache_hits_are_recorded_under_their_route() -> None:
+    from asyncperf import Cache
+    from asyncperf.http import ResponseCache
+    from asyncperf.http.aiohttp import response_cache_middleware
+
+    monitor = PerformanceMonitor(loop_lag_interval=None)
+    rc = ResponseCache(Cache())
+    monitor.watch(rc, name="responses")  # also watches the namespace view it reads through
+
+    async def product(request: web.Request) -> web.Response:
+        return web.Response(
+            text=f"product {request.match_info['product_id']}",
+            headers={"cache-control": "max-age=60"},
+        )
+
+    # The timing middleware first: outside the response cache, it sees every hit.
+    app = web.Application(middlewares=[monitor.aiohttp_middleware(), response_cache_middleware(rc)])
+    app.router.add_get("/products/{product_id}", product)
+    async with TestClient(TestServer(app)) as client:
+        for index in range(200):
+            assert (await client.get(f"/products/{index % 10}")).status == 200
+    assert rc.statistics().hits == 190
+    parsed = samples(monitor.prometheus_text())
+    route = frozenset(
+        {("method", "GET"), ("route", "/products/{product_id}"), ("status_class", "2xx")}
+    )
+    assert parsed[("asyncperf_http_server_request_duration_seconds_count", route)] == 200
+    assert not any(
+        dict(labels).get("route") == "unmatched"
+        for name, labels in parsed
+        if name == "asyncperf_http_server_request_duration_seconds_count"
+    )
+    view = frozenset({("cache", "responses"), ("namespace", "http")})
+    assert parsed[("asyncperf_cache_hits_total", view)] == 190
