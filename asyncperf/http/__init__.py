@@ -6,9 +6,10 @@ app) and imports no framework; the aiohttp middleware lives in
 """
 
 from ._asgi import ResponseCacheMiddleware
-from ._core import RequestView, ResponseCache, ResponseCacheStatistics
+from ._cache import ResponseCache
 from ._policy import Plan, choose_encoding, is_not_modified, plan_storage
 from ._route import RoutePolicy, cache_policy
+from ._types import RequestView, ResponseCacheStatistics
 
 __all__ = [
     "Plan",

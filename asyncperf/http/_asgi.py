@@ -14,7 +14,9 @@ from typing import Any, Final
 
 import anyio
 
-from ._core import (
+from ._cache import ResponseCache
+from ._route import route_policy_of
+from ._types import (
     BYPASS,
     GATEWAY_TIMEOUT,
     HIT,
@@ -26,9 +28,7 @@ from ._core import (
     Lookup,
     Reply,
     RequestView,
-    ResponseCache,
 )
-from ._route import route_policy_of
 
 __all__ = ["ResponseCacheMiddleware"]
 

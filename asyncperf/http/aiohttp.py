@@ -25,7 +25,9 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "asyncperf.http.aiohttp needs aiohttp: pip install 'asyncperf[aiohttp]'"
     ) from exc
 
-from ._core import (
+from ._cache import ResponseCache
+from ._route import RoutePolicy, route_policy_of
+from ._types import (
     BYPASS,
     GATEWAY_TIMEOUT,
     HIT,
@@ -37,9 +39,7 @@ from ._core import (
     Lookup,
     Reply,
     RequestView,
-    ResponseCache,
 )
-from ._route import RoutePolicy, route_policy_of
 
 __all__ = ["response_cache_middleware"]
 

@@ -19,7 +19,7 @@ import asyncperf.http
 from asyncperf import Cache, ConfigurationError, MemoryStore
 from asyncperf.http import ResponseCache, ResponseCacheMiddleware, cache_policy
 from asyncperf.http._asgi import request_view
-from asyncperf.http._core import Lookup, Reply, RequestView
+from asyncperf.http._types import Lookup, Reply, RequestView
 
 pytestmark = pytest.mark.anyio
 

@@ -1,0 +1,133 @@
+"""The state every layer of :class:`~asyncperf.http.ResponseCache` shares, and its reads.
+
+``ResponseCache`` is built in layers, one module each, every layer using only the ones
+below it: this state and the store reads, then coalescing (``_coalescing.py``),
+write-behind (``_writes.py``), replies (``_reply.py``), responses from the app
+(``_ingest.py``) and the facade with the lookup and invalidation (``_cache.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+from ..cache import Cache
+from ._coding import Codings, TranscodeCache
+from ._keys import digest
+from ._policy import vary_values
+from ._stored import StoredResponse, decode
+from ._types import RequestView
+
+if TYPE_CHECKING:
+    from ._writes import PendingWrite
+
+__all__ = ["ResponseCacheBase"]
+
+_DECODED_SLOTS: Final = 512
+
+
+class ResponseCacheBase:
+    """Options, counters and store reads of a response cache (set up by its ``__init__``)."""
+
+    cache: Cache
+    default_ttl: float | None
+    heuristic: float | None
+    retain: float
+    transcode: bool
+    shared: bool
+    max_body_size: int
+    compression_level: int
+    store_set_cookie: bool
+    status_header: str | None
+    cache_status: bool
+    tags_header: str | None
+    targeted_header: str | None
+    stale_while_revalidate: float | None
+    stale_if_error: float | None
+    min_compress_size: int
+    miss_compress_size: int | None
+    coalesce: bool
+    coalesce_timeout: float | None
+    codings: Codings
+    transcoded: TranscodeCache
+    clock: Callable[[], float]
+    _distributed: bool
+    _flight_life: float
+    _internal: frozenset[str]
+    _revalidating: set[str]
+    _pending: dict[str, PendingWrite]
+    _writes_suspend: bool
+    _writers: set[asyncio.Task[None]]
+    _decoded: OrderedDict[str, tuple[bytes, StoredResponse | tuple[str, ...]]]
+    _flights: dict[str, list[Any]]
+    _passes: OrderedDict[str, float]
+    _hits: int
+    _misses: int
+    _stale: int
+    _bypasses: int
+    _stores: int
+    _revalidations: int
+    _not_modified: int
+    _invalidations: int
+    _errors: int
+    _bytes_served: int
+    _bytes_saved: int
+    _coalesced: int
+    _ranges: int
+
+    def count_bypass(self) -> None:
+        """Count a request the cache let through without looking up."""
+        self._bypasses += 1
+
+    def count_revalidated_hit(self) -> None:
+        """Count an entry served after the app confirmed it with a 304."""
+        self._hits += 1
+
+    def count_stale_if_error(self) -> None:
+        """Count a stale entry served in place of an error from the app."""
+        self._stale += 1
+
+    def count_error(self) -> None:
+        """Count a failed background revalidation."""
+        self._errors += 1
+
+    def now(self) -> float:
+        """Return the current wall-clock time of this cache."""
+        return self.clock()
+
+    # -- keys -----------------------------------------------------------------------------
+
+    def primary_key(self, request: RequestView) -> str:
+        """Return the storage key of a request's URL (per user when not shared)."""
+        key = f"{request.scheme}://{request.host}{request.target}"
+        if not self.shared:
+            credentials = (
+                f"{request.headers.get('authorization', '')}\n{request.headers.get('cookie', '')}"
+            )
+            key += "#u=" + digest(credentials.encode("latin-1", "replace"))
+        return key
+
+    @staticmethod
+    def variant_key(primary: str, names: tuple[str, ...], headers: Mapping[str, str]) -> str:
+        """Return the secondary key of the variant ``headers`` select."""
+        values = "\n".join(
+            "\x00" if value is None else value for value in vary_values(names, headers)
+        )
+        return f"{primary}#v={digest(values.encode('latin-1', 'replace'))}"
+
+    async def _read(self, key: str) -> StoredResponse | tuple[str, ...] | None:
+        blob = await self.cache.get(key)
+        if blob is None:
+            self._decoded.pop(key, None)
+            return None
+        known = self._decoded.get(key)
+        if known is not None and known[0] is blob:
+            return known[1]
+        value = decode(blob)
+        if value is not None and isinstance(blob, bytes):
+            self._decoded[key] = (blob, value)
+            if len(self._decoded) > _DECODED_SLOTS:
+                self._decoded.popitem(last=False)
+        return value

@@ -1,0 +1,226 @@
+"""The vocabulary the response cache and its framework glue share: labels, request
+and reply views, the lookup decision, statistics and the header-field sets."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from ._policy import Plan
+from ._stored import StoredResponse
+
+__all__ = [
+    "BYPASS",
+    "GATEWAY_TIMEOUT",
+    "HIT",
+    "MISS",
+    "REVALIDATE",
+    "SAFE_METHODS",
+    "SERVER_ERRORS",
+    "STALE",
+    "Lookup",
+    "Reply",
+    "RequestView",
+    "ResponseCacheStatistics",
+    "header_map",
+]
+
+HIT: Final = "HIT"
+MISS: Final = "MISS"
+STALE: Final = "STALE"
+BYPASS: Final = "BYPASS"
+REVALIDATE: Final = "REVALIDATE"
+GATEWAY_TIMEOUT: Final = "GATEWAY_TIMEOUT"
+
+SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+SERVER_ERRORS: Final = frozenset({500, 502, 503, 504})
+# An identity body that may still be encoded for the client (never stored as such).
+PLAIN: Final = "plain"
+
+# Fields never stored: hop-by-hop (RFC 9111 §3.1), recomputed on every reply, or ours.
+HOP_BY_HOP: Final = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "te",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authentication-info",
+        "proxy-authorization",
+        "trailer",
+    }
+)
+RECOMPUTED: Final = frozenset({"content-length", "age", "etag"})
+DROPPED: Final = HOP_BY_HOP | RECOMPUTED
+# ... and the coding, when this cache owns it (identity from the app).
+DROPPED_OWNED: Final = DROPPED | {"content-encoding"}
+# Fields a 304 carries when the 200 would (RFC 9110 §15.4.5).
+NOT_MODIFIED_FIELDS: Final = frozenset(
+    {"content-location", "date", "etag", "vary", "cache-control", "expires", "set-cookie"}
+)
+# Codings this cache may send one stored body in (each with its own validator).
+OWN_CODINGS: Final = ("identity", "zstd", "br", "gzip")
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseCacheStatistics:
+    """Counters of one :class:`ResponseCache` since it was created.
+
+    Attributes:
+        hits: Responses served from the cache without calling the app (including
+            those revalidated by a 304 from the app).
+        misses: Cacheable requests that went to the app.
+        stale: Stale responses served (stale-while-revalidate or stale-if-error).
+        bypasses: Requests the cache did not look up (unsafe methods, ranges, routes
+            opted out).
+        stores: Responses written to the cache.
+        revalidations: Revalidations sent to the app (foreground and background).
+        not_modified: 304 responses sent to clients.
+        invalidations: Invalidation calls (API and unsafe methods).
+        bytes_served: Body bytes sent from the cache.
+        bytes_saved: Body bytes content coding saved on the wire (identity minus sent).
+        errors: Background revalidations and store writes that failed.
+        coalesced: Misses that waited for a concurrent request's response to the same URL
+            and were answered from it (also counted in ``hits``).
+    """
+
+    hits: int
+    misses: int
+    stale: int
+    bypasses: int
+    stores: int
+    revalidations: int
+    not_modified: int
+    invalidations: int
+    bytes_served: int
+    bytes_saved: int
+    errors: int
+    coalesced: int = 0
+
+    @property
+    def hit_rate(self) -> float:
+        """Hits (fresh and stale) over cacheable lookups; 0.0 before any."""
+        served = self.hits + self.stale
+        total = served + self.misses
+        return served / total if total else 0.0
+
+
+class RequestView:
+    """What the cache needs from a request, framework-independent.
+
+    Args:
+        method: Upper-case method.
+        scheme: ``http`` or ``https``.
+        host: The Host header (or server address).
+        path: The raw path.
+        query: The raw query string, without ``?``.
+        headers: Lower-case names; repeated fields joined with ``", "``.
+        params: Path parameters of the matched route (for tag templates).
+    """
+
+    __slots__ = ("headers", "host", "method", "params", "path", "query", "scheme")
+
+    def __init__(
+        self,
+        *,
+        method: str,
+        scheme: str,
+        host: str,
+        path: str,
+        query: str,
+        headers: Mapping[str, str],
+        params: Mapping[str, object] | None = None,
+    ) -> None:
+        self.method = method
+        self.scheme = scheme
+        self.host = host
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.params: Mapping[str, object] = params or {}
+
+    @property
+    def target(self) -> str:
+        """Path and query, as in the request line."""
+        return f"{self.path}?{self.query}" if self.query else self.path
+
+
+@dataclass(slots=True)
+class Lookup:
+    """What :meth:`ResponseCache.lookup` found, and what the glue should do next.
+
+    Attributes:
+        action: ``HIT``, ``STALE`` (serve, then revalidate in the background),
+            ``REVALIDATE`` (ask the app, conditionally), ``MISS``, ``BYPASS`` or
+            ``GATEWAY_TIMEOUT`` (``only-if-cached`` and nothing usable).
+        primary: The URL's storage key ("" when bypassing).
+        key: The storage key of the variant found (or of the primary).
+        entry: The stored response, when one was found.
+        age: Its current age in seconds.
+        stale_if_error: The entry may replace an error from the app.
+        forward: Why the app is asked (for ``Cache-Status``).
+        stored: The response to this request was written to the store.
+        flight: Set when this request leads (request coalescing): the
+            ``[deadline, Event | None]`` entry other requests for the URL wait on; the glue
+            calls :meth:`ResponseCache.release` once its response is stored, or known not
+            to be.
+        lease: The token of the Redis lease a ``coalesce="distributed"`` leader holds.
+    """
+
+    action: str
+    primary: str = ""
+    key: str = ""
+    entry: StoredResponse | None = None
+    age: float = 0.0
+    stale_if_error: bool = False
+    forward: str = "uri-miss"
+    stored: bool = False
+    flight: list[Any] | None = None
+    lease: str | None = None
+
+    @property
+    def leader(self) -> bool:
+        """This request asks the app for a URL other requests in this process wait on."""
+        return self.flight is not None
+
+
+@dataclass(slots=True)
+class Reply:
+    """A response to send: status, header list (lower-case names) and full body.
+
+    For HEAD the body is still the full one (its length is the Content-Length); the
+    glue sends no body. ``write`` is the store write of a response from the app, to run
+    once the reply is sent (:meth:`ResponseCache.store` or :meth:`ResponseCache.store_later`).
+    """
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+    label: str
+    write: Any = None  # a PendingWrite (see _writes.py)
+
+
+def header_map(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Return ``{lower-case name: joined values}`` for a header list."""
+    result: dict[str, str] = {}
+    for name, value in headers:
+        name = name.lower()
+        previous = result.get(name)
+        result[name] = value if previous is None else f"{previous}, {value}"
+    return result
+
+
+# The plan of a reply that is not stored (it is only ever served once, to this client).
+NOT_STORED: Final = Plan(
+    0.0,
+    0.0,
+    always_revalidate=True,
+    no_stale=True,
+    stale_while_revalidate=0.0,
+    stale_if_error=0.0,
+    authorized_ok=False,
+    strip=frozenset(),
+)

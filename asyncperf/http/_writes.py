@@ -1,0 +1,169 @@
+"""Write-behind: a response is stored after its reply is sent, exactly once.
+
+A lookup of the same URL, an invalidation or :meth:`flush` that needs the write first
+runs it (or waits for it) rather than reading around it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Final
+
+import anyio
+
+from ._coalescing import Coalescing
+from ._keys import prefix_tags
+from ._policy import Plan
+from ._route import RoutePolicy
+from ._stored import StoredResponse, encode_marker
+from ._types import Lookup, Reply, RequestView
+
+__all__ = ["PendingWrite", "WriteBehind"]
+
+logger = logging.getLogger("asyncperf.http")
+
+# Store writes in flight in tasks (aiohttp) before new ones run in their request instead.
+_MAX_WRITERS: Final = 256
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    """Return the asyncio event loop this code runs in (``None`` under trio)."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+class PendingWrite:
+    """A response's store write, run once: by its request after the reply is sent, or
+    first by a lookup of the same URL, an invalidation or :meth:`ResponseCache.flush`
+    (which then wait for it rather than read around it)."""
+
+    __slots__ = ("_done", "_job", "_owner", "_previous", "_primary", "_state", "stored")
+
+    def __init__(
+        self, owner: WriteBehind, primary: str, job: Callable[[], Awaitable[bool]]
+    ) -> None:
+        self._owner = owner
+        self._primary = primary
+        self._job = job
+        self._state = 0  # 0: waiting, 1: running, 2: done
+        self._done: anyio.Event | None = None
+        self.stored = False  # the store took the response (set once run)
+        # An earlier unfinished write for the same URL (another variant, or a response
+        # that was not coalesced): written first, so whoever waits for this one waits for
+        # both, and the older response never lands after the newer.
+        self._previous = owner._pending.get(primary)
+        owner._pending[primary] = self
+
+    async def run(self) -> None:
+        """Write the response, or wait for the write already under way.
+
+        The write is shielded from cancellation: whichever request runs it (its own, or a
+        lookup or invalidation that needs it first), a client going away does not lose it.
+        """
+        if self._state:
+            if self._state == 1:
+                if self._done is None:
+                    self._done = anyio.Event()
+                await self._done.wait()
+            return
+        self._state = 1
+        owner = self._owner
+        try:
+            if owner._writes_suspend:
+                with anyio.CancelScope(shield=True):
+                    await self._write()
+            else:
+                # A plain MemoryStore writes without ever suspending, so nothing can cancel
+                # the write midway: a shield (~10 µs on asyncio) would protect nothing.
+                await self._write()
+        except Exception:
+            owner.count_error()
+            logger.warning("storing the response to %s failed", self._primary, exc_info=True)
+        finally:
+            self._state = 2
+            if owner._pending.get(self._primary) is self:
+                del owner._pending[self._primary]
+            if self._done is not None:
+                self._done.set()
+
+    async def _write(self) -> None:
+        previous, self._previous = self._previous, None
+        if previous is not None:
+            await previous.run()
+        self.stored = await self._job()
+
+
+class WriteBehind(Coalescing):
+    """The write-behind layer of :class:`~asyncperf.http.ResponseCache`."""
+
+    async def store(self, reply: Reply) -> None:
+        """Write the response behind ``reply`` to the store now (after sending it)."""
+        if reply.write is not None:
+            await reply.write.run()
+
+    async def store_later(self, reply: Reply) -> None:
+        """Write the response behind ``reply`` after the caller returns (asyncio: in a
+        task; elsewhere right now), for glue that cannot act after sending."""
+        write = reply.write
+        if write is None:
+            return
+        loop = _running_loop()
+        if loop is None or len(self._writers) >= _MAX_WRITERS:
+            await write.run()  # not on asyncio, or the store is falling behind: write now
+            return
+        task = loop.create_task(write.run(), name="asyncperf-http-store")
+        self._writers.add(task)
+        task.add_done_callback(self._writers.discard)
+
+    async def flush(self) -> None:
+        """Wait until every response this process has answered is written to the store.
+
+        Misses are stored just after their reply is sent; a lookup of the same URL and
+        every invalidation wait for the writes under way. Call this before shutting the
+        event loop down, or in tests that read the store directly.
+        """
+        for write in list(self._pending.values()):  # those of responses answered by now
+            await write.run()
+
+    def _tags(
+        self, request: RequestView, tags: Iterable[str], route: RoutePolicy | None
+    ) -> list[str]:
+        target = request.target
+        all_tags = prefix_tags(request.path)
+        if all_tags and all_tags[-1][2:] == target:
+            # A plain URL's own prefix tag names what its URL tag names (invalidate(prefix)
+            # asks for both): one tag, one index set fewer per stored response.
+            all_tags[-1] = "u:" + target
+        else:
+            all_tags.append("u:" + target)
+        if tags:
+            all_tags.extend(["t:" + tag for tag in tags])
+        if route is not None:
+            all_tags.extend("t:" + tag for tag in route.expand_tags(request.params))
+        return all_tags
+
+    async def _write(
+        self,
+        request: RequestView,
+        lookup: Lookup,
+        entry: StoredResponse,
+        plan: Plan,
+        tags: Iterable[str],
+        route: RoutePolicy | None,
+    ) -> str:
+        ttl = max(plan.keep, 0.001)
+        all_tags = self._tags(request, tags, route)
+        blob = entry.encode()
+        primary = lookup.primary
+        if entry.vary:
+            key = self.variant_key(primary, entry.vary, request.headers)
+            await self.cache.set(primary, encode_marker(entry.vary), ttl=ttl, tags=all_tags)
+        else:
+            key = primary
+        await self.cache.set(key, blob, ttl=ttl, tags=all_tags)
+        self._stores += 1
+        return key
