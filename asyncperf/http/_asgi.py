@@ -181,7 +181,9 @@ class ResponseCacheMiddleware:
         head = method == "HEAD"
         if action == HIT:
             assert lookup.entry is not None
-            reply = await rc.serve(request, lookup.entry, HIT, key=lookup.key, age=lookup.age)
+            reply = await rc.serve(
+                request, lookup.entry, HIT, key=lookup.key, age=lookup.age, byte_range=lookup.range
+            )
             await _send_reply(send, reply, head=head)
         elif action == STALE:
             assert lookup.entry is not None
@@ -328,7 +330,9 @@ class _Capture:
 
     async def _send_start(self, label: str, *, cacheable: bool) -> None:
         assert self.start is not None
-        headers = self.rc.pass_through_headers(self.headers, label, cacheable=cacheable)
+        headers = self.rc.pass_through_headers(
+            self.headers, label, cacheable=cacheable, route=self._route()
+        )
         await self._send({**self.start, "headers": _raw_headers(headers)})
 
     async def __call__(self, message: Message) -> None:
@@ -390,8 +394,19 @@ class _Capture:
         elif lookup.stale_if_error and lookup.entry is not None and status in SERVER_ERRORS:
             self.mode = _ERROR_STALE
         elif self.request.method == "HEAD":
-            self.mode = _PASS
-            await self._send_start(MISS, cacheable=True)
+            if self.validating:  # a HEAD that revalidated a stored GET (RFC 9111 §4.3.5)
+                await rc.update_from_head(
+                    self.request,
+                    lookup,
+                    status=status,
+                    headers=self.headers,
+                    route=self._route(),
+                    request_time=self.request_time,
+                    response_time=self.response_time,
+                )
+            self.mode = _DISCARD if self.background else _PASS
+            if not self.background:
+                await self._send_start(MISS, cacheable=True)
         elif not more and first_size <= rc.max_body_size:
             self.mode = _BUFFER
         elif not more:

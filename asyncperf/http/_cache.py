@@ -10,6 +10,7 @@ layers below (``_base`` to ``_ingest``) each hold one part of that work.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -25,14 +26,20 @@ from ._coalescing import PASS_SECONDS
 from ._coding import MAX_ZSTD_LEVEL, Codings, TranscodeCache
 from ._ingest import Ingest
 from ._keys import normalize_path, prefix_tag, url_target
-from ._policy import current_age, parse_delta, parse_directives
+from ._policy import (
+    FORWARD,
+    HEURISTIC_FRACTION,
+    current_age,
+    decide_reuse,
+    parse_directives,
+    parse_range,
+)
 from ._stored import StoredResponse
 from ._types import (
     BYPASS,
     GATEWAY_TIMEOUT,
     HIT,
     MISS,
-    REVALIDATE,
     STALE,
     Lookup,
     RequestView,
@@ -54,6 +61,19 @@ class ResponseCache(Ingest):
         default_ttl: Freshness in seconds for responses without explicit freshness, for
             statuses RFC 9111 lets a cache store heuristically (200, 203, 204, 300, 301,
             308, 404, 405, 410, 414, 501). The Cache-Control sent downstream is unchanged.
+        heuristic: Without ``default_ttl``, such responses stay fresh for this fraction
+            of the time since their ``Last-Modified`` (RFC 9111 §4.2.2, capped at a day);
+            ``None`` stores none of them.
+        retain: Seconds a response with a validator (ETag or Last-Modified) is kept past
+            its freshness, so the next request revalidates it (the app gets
+            ``If-None-Match``/``If-Modified-Since`` and may answer 304) instead of
+            fetching it whole. It is the store TTL beyond freshness, in memory or Redis.
+            ``0``: drop entries when they go stale (and their stale windows end).
+        transcode: Own the content coding: store bodies zstd-compressed and serve each
+            client the coding it accepts (adding ``Vary: Accept-Encoding``). ``False``
+            stores and serves the body exactly as the app coded it and leaves ``Vary``
+            as the app wrote it (a CDN or proxy in front compresses, or the app
+            already serves the coding it wants).
         shared: Behave as a shared cache (the default and the safe choice). ``False``
             keys entries by ``Authorization`` and ``Cookie`` as well, and stores
             ``private`` responses: a per-user cache.
@@ -107,6 +127,9 @@ class ResponseCache(Ingest):
         cache: Cache,
         *,
         default_ttl: float | None = None,
+        heuristic: float | None = HEURISTIC_FRACTION,
+        retain: float = 600.0,
+        transcode: bool = True,
         shared: bool = True,
         max_body_size: int = 1 << 20,
         compression_level: int = 3,
@@ -149,6 +172,24 @@ class ResponseCache(Ingest):
             )
         self.cache = cache.namespace(namespace) if namespace else cache
         self.default_ttl = check_ttl(default_ttl, "default_ttl")
+        if heuristic is not None and (
+            isinstance(heuristic, bool)
+            or not isinstance(heuristic, int | float)
+            or not 0.0 < heuristic <= 1.0
+        ):
+            raise ConfigurationError(
+                f"heuristic must be a fraction in (0, 1] or None, got {heuristic!r}"
+            )
+        self.heuristic = None if heuristic is None else float(heuristic)
+        if (
+            isinstance(retain, bool)
+            or not isinstance(retain, int | float)
+            or not math.isfinite(retain)
+            or retain < 0
+        ):
+            raise ConfigurationError(f"retain must be a number of seconds >= 0, got {retain!r}")
+        self.retain = float(retain)
+        self.transcode = bool(transcode)
         self.shared = bool(shared)
         self.max_body_size = max_body_size
         self.compression_level = compression_level
@@ -196,7 +237,7 @@ class ResponseCache(Ingest):
         self._decoded = OrderedDict()
         self._hits = self._misses = self._stale = self._bypasses = self._stores = 0
         self._revalidations = self._not_modified = self._invalidations = self._errors = 0
-        self._bytes_served = self._bytes_saved = self._coalesced = 0
+        self._bytes_served = self._bytes_saved = self._coalesced = self._ranges = 0
         # Request coalescing: URLs being fetched by a leader (an Event once someone waits),
         # and URLs whose last response could not be stored (hit-for-pass: not coalesced).
         self._flights = {}  # primary: [deadline, Event | None]
@@ -222,6 +263,7 @@ class ResponseCache(Ingest):
             bytes_saved=self._bytes_saved,
             errors=self._errors,
             coalesced=self._coalesced,
+            ranges=self._ranges,
         )
 
     async def lookup(self, request: RequestView) -> Lookup:
@@ -234,14 +276,18 @@ class ResponseCache(Ingest):
             The decision, with the stored response when one applies.
         """
         headers = request.headers
-        if (  # semantics this cache forwards instead of evaluating (no generator: hot path)
-            "range" in headers
-            or "if-match" in headers
-            or "if-unmodified-since" in headers
-            or "if-range" in headers
-        ):
+        if "if-match" in headers or "if-unmodified-since" in headers:
+            # Preconditions on the origin's state: the app evaluates them.
             self._bypasses += 1
             return Lookup(BYPASS, forward="bypass")
+        byte_range = None
+        if "range" in headers and request.method == "GET":  # HEAD ignores Range
+            spec = parse_range(headers["range"])
+            if spec == FORWARD:  # several ranges or another unit: the app answers
+                self._bypasses += 1
+                return Lookup(BYPASS, forward="bypass")
+            if isinstance(spec, tuple):
+                byte_range = spec  # If-Range is weighed when serving it
         primary = self.primary_key(request)
         request_cc = parse_directives(headers.get("cache-control"))
         if not request_cc and "no-cache" in headers.get("pragma", "").lower():
@@ -264,6 +310,10 @@ class ResponseCache(Ingest):
                 break
             if "only-if-cached" in request_cc:
                 return Lookup(GATEWAY_TIMEOUT, primary, key)
+            if byte_range is not None:
+                # Nothing stored to cut the range from: the app answers the range itself.
+                self._bypasses += 1
+                return Lookup(BYPASS, forward="bypass")
             if waited or not self._coalescible(request, primary, request_cc):
                 self._misses += 1
                 return Lookup(MISS, primary, key)
@@ -290,49 +340,22 @@ class ResponseCache(Ingest):
             waited = True  # then look again, once: served if the leader's response was stored
         plan = found.plan
         age = current_age(plan.initial_age, found.response_time, self.clock())
-        staleness = age - plan.lifetime
-        stale_if_error = not plan.no_stale and staleness <= max(
-            plan.stale_if_error, float(parse_delta(request_cc.get("stale-if-error")) or 0)
-        )
-        lookup = Lookup(HIT, primary, key, found, age, stale_if_error)
-        forced = "no-cache" in request_cc or plan.always_revalidate
-        max_age = parse_delta(request_cc.get("max-age")) if "max-age" in request_cc else None
-        if max_age is None and "max-age" in request_cc:
-            max_age = 0  # an invalid request max-age asks for validation
-        # max-age=0 is how clients ask for revalidation (a reload): honour it as such.
-        if max_age is not None and (max_age == 0 or age > max_age):
-            forced = True
-        min_fresh = parse_delta(request_cc.get("min-fresh"))
-        fresh = staleness < 0 and (min_fresh is None or -staleness >= min_fresh)
-        if not forced:
-            if fresh:
-                self._hits += 1
-                if waited:
-                    self._coalesced += 1
-                return lookup
-            if "max-stale" in request_cc and not plan.no_stale:
-                allowed = parse_delta(request_cc["max-stale"])
-                if request_cc["max-stale"] is None or (
-                    allowed is not None and staleness <= allowed
-                ):
-                    self._stale += 1
-                    lookup.action = STALE
-                    lookup.forward = ""
-                    return lookup
-            if not plan.no_stale and staleness <= plan.stale_while_revalidate:
-                self._stale += 1
-                lookup.action = STALE
-                return lookup
-        if "only-if-cached" in request_cc:
-            lookup.action = GATEWAY_TIMEOUT
-            return lookup
-        self._revalidations += 1
-        lookup.action = REVALIDATE
-        asked = "no-cache" in request_cc or (
-            max_age is not None and (max_age == 0 or age > max_age)
-        )
-        lookup.forward = "request" if asked else "stale"
-        return lookup
+        action, forward, stale_if_error = decide_reuse(plan, age, request_cc)
+        if byte_range is not None:
+            if action != HIT or found.status != 200:
+                self._bypasses += 1  # only a fresh complete response answers a range here
+                return Lookup(BYPASS, forward="bypass")
+            self._hits += 1
+            return Lookup(HIT, primary, key, found, age, stale_if_error, range=byte_range)
+        if action == HIT:
+            self._hits += 1
+            if waited:
+                self._coalesced += 1
+        elif action == STALE:
+            self._stale += 1
+        elif action != GATEWAY_TIMEOUT:
+            self._revalidations += 1
+        return Lookup(action, primary, key, found, age, stale_if_error, forward)
 
     def claim_revalidation(self, lookup: Lookup) -> bool:
         """Return True for the one caller that should revalidate this stale entry now."""

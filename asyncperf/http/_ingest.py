@@ -10,7 +10,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 
 from ._keys import body_etag
-from ._policy import Plan, parse_directives, parse_http_date, plan_storage, vary_names
+from ._policy import (
+    Plan,
+    etag_matches,
+    parse_delta,
+    parse_directives,
+    parse_http_date,
+    plan_storage,
+    vary_names,
+)
 from ._reply import Serving
 from ._route import RoutePolicy
 from ._stored import StoredResponse
@@ -23,6 +31,7 @@ from ._types import (
     NOT_STORED,
     PLAIN,
     RECOMPUTED,
+    REVALIDATE,
     Lookup,
     Reply,
     RequestView,
@@ -97,7 +106,8 @@ class Ingest(Serving):
                 self._bypasses += 1
             lookup, label = None, BYPASS
         app_coding = fields_map.get("content-encoding")
-        owned = app_coding is None or app_coding.strip().lower() == "identity"
+        transcode = self.transcode if route is None or route.transcode is None else route.transcode
+        owned = transcode and (app_coding is None or app_coding.strip().lower() == "identity")
         cache_control = fields_map.get("cache-control")
         transformable = owned and (
             not cache_control
@@ -141,6 +151,7 @@ class Ingest(Serving):
             vary=names,
             app_etag=app_etag is not None,
             app_last_modified=last_modified is not None,
+            as_sent=not transcode,
         )
         key = ""
         write: PendingWrite | None = None
@@ -168,13 +179,23 @@ class Ingest(Serving):
                 request, lookup, stored, fields_map, targeted, transformable, tags, route
             )
             write = PendingWrite(self, lookup.primary, job)
-        forward = lookup.forward if lookup is not None else "bypass"
+        cache_status = "asyncperf; fwd=bypass"
+        if lookup is not None:
+            cache_status = f"asyncperf; fwd={lookup.forward}"
+            if lookup.action == REVALIDATE:
+                cache_status += f"; fwd-status={status}"
+        # The Age of an upstream's response goes on, plus the time it took to get here
+        # (RFC 9111 §4.2.3); a response the app made itself has none.
+        upstream_age = parse_delta(fields_map["age"].strip()) if "age" in fields_map else None
         reply = await self.serve(
             request,
             reply_entry,
             label,
             key=key,
-            cache_status=f"asyncperf; fwd={forward}",
+            age=None
+            if upstream_age is None
+            else upstream_age + max(0.0, response_time - request_time),
+            cache_status=cache_status,
             from_cache=False,
         )
         reply.write = write
@@ -239,6 +260,8 @@ class Ingest(Serving):
             stale_if_error=self.stale_if_error if sie is None else sie,
             store_set_cookie=self.store_set_cookie,
             targeted=targeted,
+            heuristic=self.heuristic,
+            retain=self.retain,
         )
 
     def _storable(self, entry: StoredResponse, plan: Plan, transformable: bool) -> StoredResponse:
@@ -296,12 +319,55 @@ class Ingest(Serving):
             vary=entry.vary,
             app_etag=entry.app_etag,
             app_last_modified=entry.app_last_modified,
+            as_sent=entry.as_sent,
         )
         if plan is None:
             await self.cache.delete(lookup.key)
         else:
             await self._write(request, lookup, updated, plan, tags, route)
         return updated
+
+    async def update_from_head(
+        self,
+        request: RequestView,
+        lookup: Lookup,
+        *,
+        status: int,
+        headers: list[tuple[str, str]],
+        route: RoutePolicy | None,
+        request_time: float,
+        response_time: float,
+    ) -> bool:
+        """Update a stored GET response from the app's 200 to a HEAD (RFC 9111 §4.3.5).
+
+        When the HEAD names the stored representation (same ETag, or without ETags the
+        same Last-Modified) its fields update the entry as a 304's would; when it names
+        another, the entry no longer describes the resource and is removed. Returns
+        whether the entry was updated.
+        """
+        entry = lookup.entry
+        if entry is None or status != 200:
+            return False
+        fields = header_map(self._split_internal(headers)[0])
+        head_etag = fields.get("etag")
+        if head_etag is not None or entry.app_etag:
+            same = head_etag is not None and entry.app_etag and etag_matches(head_etag, entry.etag)
+        else:
+            modified = parse_http_date(fields.get("last-modified"))
+            same = entry.app_last_modified and modified == entry.last_modified
+        if not same:
+            await self.cache.delete(lookup.key)
+            self._decoded.pop(lookup.key, None)
+            return False
+        await self.refresh(
+            request,
+            lookup,
+            headers=headers,
+            route=route,
+            request_time=request_time,
+            response_time=response_time,
+        )
+        return True
 
     async def store_streamed(
         self,
@@ -334,13 +400,23 @@ class Ingest(Serving):
         return reply.write is not None and reply.write.stored
 
     def pass_through_headers(
-        self, headers: list[tuple[str, str]], label: str, *, cacheable: bool
+        self,
+        headers: list[tuple[str, str]],
+        label: str,
+        *,
+        cacheable: bool,
+        route: RoutePolicy | None = None,
     ) -> list[tuple[str, str]]:
         """Return a streamed response's headers: ours removed, Vary and status added."""
         kept = self.downstream_headers(headers)
-        if cacheable and not any(
-            name == "vary" and ("accept-encoding" in value.lower() or value.strip() == "*")
-            for name, value in kept
+        transcode = self.transcode if route is None or route.transcode is None else route.transcode
+        if (
+            cacheable
+            and transcode
+            and not any(
+                name == "vary" and ("accept-encoding" in value.lower() or value.strip() == "*")
+                for name, value in kept
+            )
         ):
             kept.append(("vary", "Accept-Encoding"))
         self._status_fields(

@@ -17,19 +17,30 @@ from dataclasses import dataclass
 from typing import Final, NamedTuple
 
 __all__ = [
+    "FORWARD",
+    "GATEWAY_TIMEOUT",
+    "HEURISTIC_FRACTION",
     "HEURISTIC_STATUSES",
+    "HIT",
+    "REVALIDATE",
+    "STALE",
     "Directives",
     "Plan",
+    "Reuse",
     "choose_encoding",
     "current_age",
+    "decide_reuse",
     "etag_matches",
     "format_http_date",
+    "if_range_matches",
     "is_not_modified",
     "parse_accept_encoding",
     "parse_delta",
     "parse_directives",
     "parse_http_date",
+    "parse_range",
     "plan_storage",
+    "resolve_range",
     "vary_names",
     "vary_values",
 ]
@@ -39,16 +50,15 @@ HeaderMap = Mapping[str, str]
 
 # RFC 9110 §15.1: statuses a cache may store with heuristic freshness.
 HEURISTIC_STATUSES: Final = frozenset({200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501})
-# Final statuses this cache understands well enough to store (206 needs range support).
-_STORABLE_STATUSES: Final = frozenset(
-    {200, 203, 204, 300, 301, 302, 303, 307, 308, 400, 403, 404, 405, 410, 414, 501}
-)
+# Final statuses never stored: partial content (stored complete responses answer ranges)
+# and a 304 (an answer to the client's own conditional, not a representation).
+_NEVER_STORED: Final = frozenset({206, 304})
 # Heuristic freshness from Last-Modified: 10 % of its age, capped at a day (RFC 9111 §4.2.2).
-_HEURISTIC_FRACTION: Final = 0.1
+HEURISTIC_FRACTION: Final = 0.1
 _HEURISTIC_CAP: Final = 86_400.0
 
 _DIRECTIVE = re.compile(
-    r'\s*([!#$%&\'*+\-.^_`|~0-9A-Za-z]+)\s*(?:=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*)))?\s*(?:,|$)'
+    r'\s*([!#$%&\'*+\-.^_`|~0-9A-Za-z]+)\s*(?:=(?:"((?:[^"\\]|\\.)*)"|([^,"]*)))?\s*(?:,|$)'
 )
 _DELTA = re.compile(r"[0-9]+")
 # 2**31 is "infinity" for delta-seconds (RFC 9111 §1.2.2).
@@ -58,9 +68,13 @@ _DELTA_MAX: Final = 2**31
 def parse_directives(value: str | None) -> Directives:
     """Parse a ``Cache-Control`` value into ``{directive: argument or None}``.
 
-    Names are lower-cased; quoted arguments are unquoted; the first of duplicate
-    directives wins (RFC 9111 §4.2.1). Unknown directives are kept (and ignored by
-    callers, as §5.2 requires).
+    Names are lower-cased; quoted arguments are unquoted. The syntax is RFC 9110's
+    ``token [ "=" ( token / quoted-string ) ]``: an argument that starts with a space
+    (``max-age= 60``) is kept as written, so it fails :func:`parse_delta` and counts as
+    invalid. Repeated directives resolve to the most restrictive (RFC 9111 §4.2.1):
+    the smaller delta (the larger for ``min-fresh``), an invalid delta over a valid one,
+    an unqualified ``no-cache``/``private`` over a qualified one. Unknown directives
+    are kept (and ignored by callers, as §5.2 requires).
     """
     directives: Directives = {}
     if not value:
@@ -69,10 +83,14 @@ def parse_directives(value: str | None) -> Directives:
         # The common form (no quoted arguments) split by hand: a regex pass per request
         # costs several microseconds on the miss path.
         for part in value.split(","):
-            name, _, argument = part.partition("=")
+            name, equals, raw = part.partition("=")
             name = name.strip().lower()
-            if name and name not in directives and " " not in name:
-                directives[name] = argument.strip() if _ else None
+            if not name or " " in name:
+                continue
+            parsed = raw.rstrip() if equals else None
+            if name in directives:
+                parsed = _restrictive(name, directives[name], parsed)
+            directives[name] = parsed
         return directives
     position = 0
     length = len(value)
@@ -87,14 +105,43 @@ def parse_directives(value: str | None) -> Directives:
             continue
         position = match.end()
         name = match.group(1).lower()
-        if name in directives:
-            continue
         quoted, token = match.group(2), match.group(3)
+        argument: str | None = None
         if quoted is not None:
-            directives[name] = re.sub(r"\\(.)", r"\1", quoted)
-        else:
-            directives[name] = token
+            argument = re.sub(r"\\(.)", r"\1", quoted)
+        elif token is not None:
+            argument = token.rstrip()
+        if name in directives:
+            argument = _restrictive(name, directives[name], argument)
+        directives[name] = argument
     return directives
+
+
+_DELTA_DIRECTIVES: Final = frozenset(
+    {"max-age", "s-maxage", "max-stale", "min-fresh", "stale-while-revalidate", "stale-if-error"}
+)
+
+
+def _restrictive(name: str, first: str | None, second: str | None) -> str | None:
+    """Return the more restrictive argument of a directive given twice (RFC 9111 §4.2.1)."""
+    if first == second:
+        return first
+    if name in _DELTA_DIRECTIVES:
+        if name == "max-stale" and (first is None or second is None):
+            return second if first is None else first  # a bound beats "any staleness"
+        a, b = parse_delta(first), parse_delta(second)
+        if name == "min-fresh":
+            if a is None or b is None:
+                return first if b is None else second  # an invalid min-fresh is ignored
+            return first if a >= b else second
+        if a is None or b is None:
+            return first if a is None else second  # invalid: stale, the most restrictive
+        return first if a <= b else second
+    if name in ("no-cache", "private"):
+        if first is None or second is None:
+            return None  # unqualified: applies to the whole response
+        return f"{first}, {second}"
+    return first
 
 
 def parse_delta(argument: str | None) -> int | None:
@@ -143,16 +190,23 @@ def vary_values(names: Iterable[str], headers: HeaderMap) -> tuple[str | None, .
     """Return the normalised request values of ``names`` (``None`` where absent).
 
     Whitespace around list separators is insignificant (RFC 9111 §4.1), so it is
-    removed; an absent field only matches an absent field.
+    removed (repeated fields arrive joined, so they compare as one list); fields whose
+    values are case-insensitive tokens (codings, charsets, language tags) are
+    lower-cased. An absent field only matches an absent field.
     """
     values: list[str | None] = []
     for name in names:
         value = headers.get(name)
         if value is None:
             values.append(None)
-        else:
-            values.append(",".join(part.strip() for part in value.split(",")))
+            continue
+        value = ",".join(part.strip() for part in value.split(","))
+        values.append(value.lower() if name in _CASELESS_FIELDS else value)
     return tuple(values)
+
+
+# Request fields whose values compare case-insensitively (RFC 9110 §12.5).
+_CASELESS_FIELDS: Final = frozenset({"accept-encoding", "accept-charset", "accept-language"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +225,8 @@ class Plan:
             ``Authorization`` (``public``, ``s-maxage`` or ``must-revalidate``).
         strip: Header fields to drop before storing (``private="F"``, ``no-cache="F"``,
             ``Set-Cookie`` when opted in).
+        retain: Seconds a response with a validator (ETag or Last-Modified) is kept past
+            its freshness, to be revalidated rather than fetched again.
     """
 
     lifetime: float
@@ -181,13 +237,15 @@ class Plan:
     stale_if_error: float
     authorized_ok: bool
     strip: frozenset[str]
+    retain: float = 0.0
 
     @property
     def keep(self) -> float:
-        """Seconds the store must keep the response from now (fresh plus stale windows)."""
+        """Seconds the store keeps the response from now: what is left of its freshness,
+        then the longest of its stale windows and its retention for revalidation."""
         fresh_left = max(0.0, self.lifetime - self.initial_age)
         window = 0.0 if self.no_stale else max(self.stale_while_revalidate, self.stale_if_error)
-        return fresh_left + window
+        return fresh_left + max(window, self.retain)
 
 
 def _qualified_fields(argument: str | None) -> frozenset[str]:
@@ -214,6 +272,8 @@ def plan_storage(
     stale_if_error: float | None = None,
     store_set_cookie: bool = False,
     targeted: str | None = None,
+    heuristic: float | None = HEURISTIC_FRACTION,
+    retain: float = 0.0,
 ) -> Plan | None:
     """Decide whether a response to a GET may be stored, and for how long.
 
@@ -231,6 +291,16 @@ def plan_storage(
         stale_if_error: Default window when the response gives none.
         store_set_cookie: Store responses with ``Set-Cookie`` (without the cookie).
         targeted: The value of the targeted cache-control field (RFC 9213) if present.
+        heuristic: Without ``default_ttl``, the fraction of the time since Last-Modified
+            a heuristically cacheable response without explicit freshness stays fresh
+            (RFC 9111 §4.2.2; capped at a day). ``None``: such responses are not stored.
+        retain: Seconds a response carrying ETag or Last-Modified is kept past its
+            freshness for revalidation (so one stale on arrival may still be stored).
+
+    Any final status except 206 and 304 may be stored with explicit freshness
+    (``max-age``, ``s-maxage``, ``Expires``); without it only the heuristically
+    cacheable statuses (:data:`HEURISTIC_STATUSES`), so an error is never stored unless
+    the app says for how long.
 
     Returns:
         The plan, or ``None`` when the response must not be stored.
@@ -251,6 +321,7 @@ def plan_storage(
         stale_while_revalidate,
         stale_if_error,
         store_set_cookie,
+        heuristic,
     )
     if rules is None:
         return None
@@ -265,7 +336,7 @@ def plan_storage(
         if modified is None:
             return None
         since = (date or response_time) - modified
-        lifetime = min(_HEURISTIC_CAP, max(0.0, since * _HEURISTIC_FRACTION))
+        lifetime = min(_HEURISTIC_CAP, max(0.0, since * (heuristic or 0.0)))
     plan = Plan(
         lifetime=lifetime,
         initial_age=initial_age(response_headers, request_time, response_time, date),
@@ -275,6 +346,7 @@ def plan_storage(
         stale_if_error=rules.stale_if_error,
         authorized_ok=rules.authorized_ok,
         strip=rules.strip,
+        retain=retain if "etag" in response_headers or "last-modified" in response_headers else 0.0,
     )
     if plan.keep <= 0.0:
         return None
@@ -314,13 +386,14 @@ def _rules(
     stale_while_revalidate: float | None,
     stale_if_error: float | None,
     store_set_cookie: bool,
+    heuristic: float | None,
 ) -> _Rules | None:
     """What :func:`plan_storage` decides from directives alone (``None``: not storable).
 
     An app answers most requests with the same few header values, so this is memoised:
     the times and dates of each response are applied by the caller.
     """
-    if status not in _STORABLE_STATUSES:
+    if status < 200 or status > 599 or status in _NEVER_STORED:
         return None
     request_cc = parse_directives(request_cache_control)
     if "no-store" in request_cc:
@@ -365,10 +438,12 @@ def _rules(
     elif lifetime is None and status in HEURISTIC_STATUSES:
         if default_ttl is not None:
             lifetime = default_ttl
-        else:
+        elif heuristic is not None:
             source = _FROM_LAST_MODIFIED
+        else:
+            return None
     elif lifetime is None:
-        return None
+        return None  # no explicit freshness, and not heuristically cacheable
 
     swr = parse_delta(directives.get("stale-while-revalidate"))
     sie = parse_delta(directives.get("stale-if-error"))
@@ -410,6 +485,135 @@ def initial_age(
 def current_age(initial: float, response_time: float, now: float) -> float:
     """Return the current age: the initial age plus the time resident in the cache."""
     return initial + max(0.0, now - response_time)
+
+
+# -- reuse of a stored response (RFC 9111 §4, §5.2.1) -------------------------------------
+
+HIT: Final = "HIT"
+STALE: Final = "STALE"
+REVALIDATE: Final = "REVALIDATE"
+GATEWAY_TIMEOUT: Final = "GATEWAY_TIMEOUT"
+
+
+class Reuse(NamedTuple):
+    """What :func:`decide_reuse` decided for one stored response and one request.
+
+    Attributes:
+        action: ``HIT`` (serve it), ``STALE`` (serve it stale; revalidate in the
+            background unless ``forward`` is empty), ``REVALIDATE`` (ask the app,
+            conditionally) or ``GATEWAY_TIMEOUT`` (``only-if-cached`` and unusable).
+        forward: Why the app is asked, for ``Cache-Status``: ``"stale"`` (the entry is
+            stale), ``"request"`` (the request asked for validation), ``""`` (it is not).
+        stale_if_error: The entry may replace an error from the app (stale-if-error).
+    """
+
+    action: str
+    forward: str
+    stale_if_error: bool
+
+
+def decide_reuse(plan: Plan, age: float, request_cc: Directives) -> Reuse:
+    """Decide how a stored response of current ``age`` may answer a request.
+
+    Args:
+        plan: The stored response's plan.
+        age: Its current age in seconds (:func:`current_age`).
+        request_cc: The request's Cache-Control directives (``Pragma: no-cache`` given
+            as ``no-cache`` when there is no Cache-Control).
+
+    Request directives follow RFC 9111 §5.2.1: ``max-age`` (``0`` or invalid asks for
+    validation), ``min-fresh``, ``max-stale`` with or without a bound (never past
+    ``must-revalidate``), ``no-cache`` and ``only-if-cached``; the response's
+    ``no-cache`` always revalidates, its stale-while-revalidate window serves stale
+    while one revalidation runs.
+    """
+    staleness = age - plan.lifetime
+    no_stale = plan.no_stale
+    error_window = plan.stale_if_error
+    if "stale-if-error" in request_cc:
+        error_window = max(error_window, float(parse_delta(request_cc["stale-if-error"]) or 0))
+    stale_if_error = not no_stale and staleness <= error_window
+    asked = "no-cache" in request_cc
+    if "max-age" in request_cc:
+        max_age = parse_delta(request_cc["max-age"])
+        # max-age=0 (or invalid) is how clients ask for revalidation (a reload).
+        if not max_age or age > max_age:
+            asked = True
+    if not asked and not plan.always_revalidate:
+        if staleness < 0:
+            min_fresh = parse_delta(request_cc.get("min-fresh"))
+            if min_fresh is None or -staleness >= min_fresh:
+                return Reuse(HIT, "", stale_if_error)
+        elif not no_stale:
+            if "max-stale" in request_cc:
+                bound = request_cc["max-stale"]
+                allowed = parse_delta(bound)
+                if bound is None or (allowed is not None and staleness <= allowed):
+                    return Reuse(STALE, "", stale_if_error)
+            if staleness <= plan.stale_while_revalidate:
+                return Reuse(STALE, "stale", stale_if_error)
+    if "only-if-cached" in request_cc:
+        return Reuse(GATEWAY_TIMEOUT, "", stale_if_error)
+    return Reuse(REVALIDATE, "request" if asked else "stale", stale_if_error)
+
+
+# -- byte ranges (RFC 9110 §14) ------------------------------------------------------------
+
+FORWARD: Final = "forward"
+_BYTE_RANGE = re.compile(r"\s*bytes\s*=\s*([0-9]*)\s*-\s*([0-9]*)\s*", re.IGNORECASE)
+
+
+def parse_range(value: str) -> tuple[int | None, int | None] | str | None:
+    """Parse a ``Range`` value this cache can answer from a stored complete response.
+
+    Returns:
+        ``(first, last)`` for one byte range (``last`` ``None``: to the end; ``first``
+        ``None``: the suffix of ``last`` bytes); :data:`FORWARD` for what the app should
+        answer itself (several ranges, another unit); ``None`` for an invalid value,
+        which is ignored (a full response answers it).
+    """
+    match = _BYTE_RANGE.fullmatch(value)
+    if match is None:
+        unit, equals, ranges = value.partition("=")
+        if not equals or unit.strip().lower() != "bytes" or "," in ranges:
+            return FORWARD if equals else None
+        return None
+    first, last = match.group(1), match.group(2)
+    if not first:
+        return (None, int(last)) if last else None
+    start = int(first)
+    if not last:
+        return (start, None)
+    end = int(last)
+    return (start, end) if end >= start else None
+
+
+def resolve_range(spec: tuple[int | None, int | None], size: int) -> tuple[int, int] | None:
+    """Return the inclusive ``(first, last)`` byte positions of ``spec`` in ``size``
+    bytes, or ``None`` when unsatisfiable (answered ``416``)."""
+    first, last = spec
+    if first is None:
+        length = last or 0
+        if length == 0 or size == 0:
+            return None
+        return (max(0, size - length), size - 1)
+    if first >= size:
+        return None
+    return (first, size - 1 if last is None else min(last, size - 1))
+
+
+def if_range_matches(value: str, etag: str, last_modified: float | None) -> bool:
+    """Return whether an ``If-Range`` value names the stored representation.
+
+    An entity-tag matches by strong comparison (a weak tag never does); a date matches
+    only when it equals the Last-Modified exactly (RFC 9110 §13.1.5).
+    """
+    value = value.strip()
+    if value.startswith('"') or value[:2] in ("W/", "w/"):
+        return not value.startswith(("W/", "w/")) and bool(etag) and value == etag
+    if last_modified is None:
+        return False
+    return parse_http_date(value) == last_modified
 
 
 # -- conditional requests (RFC 9110 §13) ---------------------------------------------------

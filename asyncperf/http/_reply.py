@@ -7,7 +7,14 @@ conditionals, ``Age``, ``Cache-Status`` and single byte ranges answered ``206``.
 from __future__ import annotations
 
 from ._keys import coded_etag
-from ._policy import choose_encoding, etag_matches, format_http_date, is_not_modified
+from ._policy import (
+    choose_encoding,
+    etag_matches,
+    format_http_date,
+    if_range_matches,
+    is_not_modified,
+    resolve_range,
+)
 from ._stored import StoredResponse
 from ._types import MISS, NOT_MODIFIED_FIELDS, OWN_CODINGS, PLAIN, Reply, RequestView
 from ._writes import WriteBehind
@@ -49,6 +56,7 @@ class Serving(WriteBehind):
         age: float | None = None,
         cache_status: str = "",
         from_cache: bool = True,
+        byte_range: tuple[int | None, int | None] | None = None,
     ) -> Reply:
         """Build the reply for ``entry``: 304 or full body in the negotiated coding.
 
@@ -60,26 +68,35 @@ class Serving(WriteBehind):
             age: The entry's current age (``None``: no ``Age`` field, fresh from the app).
             cache_status: The ``Cache-Status`` value.
             from_cache: The body comes from the cache (counts towards ``bytes_served``).
+            byte_range: A GET's single byte range (``Lookup.range``): answered ``206``
+                from the identity body (or ``416``), unless ``If-Range`` names another
+                representation, which gets the whole body.
         """
-        coding = "identity"
+        coding = "identity"  # and a range is cut from the identity body
         if entry.coding == "zstd" or entry.coding == PLAIN:
-            coding = choose_encoding(request.headers.get("accept-encoding"), self.codings.available)
+            if byte_range is None:
+                coding = choose_encoding(
+                    request.headers.get("accept-encoding"), self.codings.available
+                )
         elif entry.coding != "identity":
             coding = entry.coding  # the app's own coding, sent as it came
         owned = entry.coding in ("zstd", PLAIN, "identity")
         etag = coded_etag(entry.etag, coding) if owned else entry.etag
         headers = list(entry.headers)
-        for name, value in headers:  # a loop, not any(<generator>): this runs on every hit
-            if name == "vary" and "accept-encoding" in value.lower():
-                break
-        else:
-            headers.append(("vary", "Accept-Encoding"))
+        if not entry.as_sent:
+            for name, value in headers:  # a loop, not any(<generator>): this runs on every hit
+                if name == "vary" and "accept-encoding" in value.lower():
+                    break
+            else:
+                headers.append(("vary", "Accept-Encoding"))
         if etag:
             headers.append(("etag", etag))
         if age is not None:
             headers.append(("age", str(int(min(age, 2**31)))))
         if not cache_status:
             cache_status = f"asyncperf; hit; ttl={int(entry.plan.lifetime - (age or 0.0))}"
+            if byte_range is not None:
+                cache_status += "; detail=range"
         self._status_fields(headers, label, cache_status)
         request_headers = request.headers
         if (
@@ -100,6 +117,12 @@ class Serving(WriteBehind):
                     or (name == "last-modified" and not held)
                 ]
                 return Reply(304, kept, b"", label)
+        if byte_range is not None:
+            if_range = request_headers.get("if-range")
+            if if_range is None or if_range_matches(
+                if_range, etag, entry.last_modified if entry.app_last_modified else None
+            ):
+                return await self._partial(entry, headers, byte_range, key, label)
         if coding == "identity" and entry.coding != "zstd":
             body = entry.body  # identity, the app's own coding, or plain identity at hand
         elif coding == "zstd" and entry.coding == "zstd":
@@ -113,6 +136,37 @@ class Serving(WriteBehind):
         if from_cache and request.method == "GET":
             self._bytes_served += len(body)
         return Reply(entry.status, headers, body, label)
+
+    async def _partial(
+        self,
+        entry: StoredResponse,
+        headers: list[tuple[str, str]],
+        byte_range: tuple[int | None, int | None],
+        key: str,
+        label: str,
+    ) -> Reply:
+        """Answer a byte range of ``entry``: ``206`` with the bytes, or ``416``."""
+        body = entry.body
+        if entry.coding in ("zstd", PLAIN):
+            body = await self._body(entry, "identity", key)
+        size = len(body)
+        self._ranges += 1
+        span = resolve_range(byte_range, size)
+        if span is None:
+            kept = [
+                (name, value)
+                for name, value in headers
+                if name in ("date", "etag", "cache-status", self.status_header)
+            ]
+            kept.append(("content-range", f"bytes */{size}"))
+            kept.append(("content-length", "0"))
+            return Reply(416, kept, b"", label)
+        first, last = span
+        part = body[first : last + 1]
+        headers.append(("content-range", f"bytes {first}-{last}/{size}"))
+        headers.append(("content-length", str(len(part))))
+        self._bytes_served += len(part)
+        return Reply(206, headers, part, label)
 
     @staticmethod
     def _held_etag(if_none_match: str, etag: str, chosen: str) -> str:

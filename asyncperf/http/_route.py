@@ -34,6 +34,8 @@ class RoutePolicy:
         tags: Tags for invalidation; ``{name}`` placeholders are filled from the route's
             path parameters (``"user:{user_id}"``).
         enabled: ``False`` never stores or serves this route from the cache.
+        transcode: Override of the cache's ``transcode`` option for this route
+            (``False``: keep the app's content coding and ``Vary`` as sent).
     """
 
     ttl: float | None = None
@@ -41,6 +43,7 @@ class RoutePolicy:
     stale_if_error: float | None = None
     tags: tuple[str, ...] = ()
     enabled: bool = True
+    transcode: bool | None = None
 
     def expand_tags(self, params: Mapping[str, Any]) -> tuple[str, ...]:
         """Return the tags with ``{name}`` placeholders filled from ``params``."""
@@ -61,6 +64,7 @@ def cache_policy(
     stale_if_error: float | None = None,
     tags: Iterable[str] = (),
     enabled: bool = True,
+    transcode: bool | None = None,
 ) -> Callable[[F], F]:
     """Attach response-cache options to a route handler (Starlette, FastAPI or aiohttp).
 
@@ -75,6 +79,8 @@ def cache_policy(
         stale_if_error: Default stale-if-error window in seconds.
         tags: Invalidation tags; ``{param}`` placeholders take path parameters.
         enabled: ``False`` keeps this route out of the cache entirely.
+        transcode: ``False`` stores and serves this route's bodies as the app coded
+            them, ``Vary`` untouched; ``None`` follows the cache's option.
 
     Returns:
         A decorator that records the policy on the handler.
@@ -98,6 +104,7 @@ def cache_policy(
         stale_if_error=check_ttl(stale_if_error, "stale_if_error"),
         tags=checked_tags,
         enabled=bool(enabled),
+        transcode=None if transcode is None else bool(transcode),
     )
 
     def decorate(handler: F) -> F:

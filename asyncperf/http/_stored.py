@@ -47,11 +47,14 @@ class StoredResponse:
             when this cache owns the coding).
         app_etag: The ETag came from the app (so the app can answer If-None-Match).
         app_last_modified: The app sent Last-Modified.
+        as_sent: Stored and served as the app coded it (``transcode=False``): no other
+            coding is offered and ``Vary`` stays as the app wrote it.
     """
 
     __slots__ = (
         "app_etag",
         "app_last_modified",
+        "as_sent",
         "body",
         "coding",
         "etag",
@@ -82,6 +85,7 @@ class StoredResponse:
         vary: tuple[str, ...],
         app_etag: bool,
         app_last_modified: bool,
+        as_sent: bool = False,
     ) -> None:
         self.status = status
         self.headers = headers
@@ -96,6 +100,7 @@ class StoredResponse:
         self.vary = vary
         self.app_etag = app_etag
         self.app_last_modified = app_last_modified
+        self.as_sent = as_sent
         # For a response just stored: its zstd frame, reused for zstd clients (not stored).
         self.packed: bytes | None = None
 
@@ -115,6 +120,7 @@ class StoredResponse:
             vary=self.vary,
             app_etag=self.app_etag,
             app_last_modified=self.app_last_modified,
+            as_sent=self.as_sent,
         )
 
     def header(self, name: str) -> str | None:
@@ -138,6 +144,7 @@ class StoredResponse:
                 "v": self.vary,
                 "ae": self.app_etag,
                 "al": self.app_last_modified,
+                "a": self.as_sent,
                 "p": [
                     plan.lifetime,
                     # JSON has no infinity: an invalid Age is stored as "always stale".
@@ -148,6 +155,7 @@ class StoredResponse:
                     plan.stale_if_error,
                     plan.authorized_ok,
                     sorted(plan.strip) if plan.strip else [],
+                    plan.retain,
                 ],
             }
         )
@@ -195,8 +203,10 @@ def decode(data: Any) -> StoredResponse | tuple[str, ...] | None:
             stale_if_error=p[5],
             authorized_ok=p[6],
             strip=frozenset(p[7]),
+            retain=p[8] if len(p) > 8 else 0.0,
         ),
         vary=tuple(meta["v"]),
         app_etag=meta["ae"],
         app_last_modified=meta["al"],
+        as_sent=meta.get("a", False),
     )

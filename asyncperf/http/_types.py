@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ._policy import Plan
+from ._policy import GATEWAY_TIMEOUT, HIT, REVALIDATE, STALE, Plan
 from ._stored import StoredResponse
 
 __all__ = [
@@ -26,15 +26,12 @@ __all__ = [
     "header_map",
 ]
 
-HIT: Final = "HIT"
 MISS: Final = "MISS"
-STALE: Final = "STALE"
 BYPASS: Final = "BYPASS"
-REVALIDATE: Final = "REVALIDATE"
-GATEWAY_TIMEOUT: Final = "GATEWAY_TIMEOUT"
 
 SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
-SERVER_ERRORS: Final = frozenset({500, 502, 503, 504})
+# Answers stale-if-error may replace (RFC 5861 §4: any 500-599).
+SERVER_ERRORS: Final = frozenset(range(500, 600))
 # An identity body that may still be encoded for the client (never stored as such).
 PLAIN: Final = "plain"
 
@@ -85,6 +82,8 @@ class ResponseCacheStatistics:
         errors: Background revalidations and store writes that failed.
         coalesced: Misses that waited for a concurrent request's response to the same URL
             and were answered from it (also counted in ``hits``).
+        ranges: Range requests answered from the cache (``206`` or ``416``; also
+            counted in ``hits``).
     """
 
     hits: int
@@ -99,6 +98,7 @@ class ResponseCacheStatistics:
     bytes_saved: int
     errors: int
     coalesced: int = 0
+    ranges: int = 0
 
     @property
     def hit_rate(self) -> float:
@@ -168,6 +168,8 @@ class Lookup:
             calls :meth:`ResponseCache.release` once its response is stored, or known not
             to be.
         lease: The token of the Redis lease a ``coalesce="distributed"`` leader holds.
+        range: The byte range a ``HIT`` answers with ``206`` (see
+            :func:`~asyncperf.http._policy.parse_range`).
     """
 
     action: str
@@ -180,6 +182,7 @@ class Lookup:
     stored: bool = False
     flight: list[Any] | None = None
     lease: str | None = None
+    range: tuple[int | None, int | None] | None = None
 
     @property
     def leader(self) -> bool:

@@ -99,10 +99,19 @@ def _buffered_body(response: web.StreamResponse) -> bytes | None:
     return None
 
 
-def _mark(rc: ResponseCache, response: web.StreamResponse, label: str, *, cacheable: bool) -> None:
+def _mark(
+    rc: ResponseCache,
+    response: web.StreamResponse,
+    label: str,
+    *,
+    cacheable: bool,
+    route: RoutePolicy | None = None,
+) -> None:
     if response.prepared:
         return
-    headers = rc.pass_through_headers(_response_headers(response), label, cacheable=cacheable)
+    headers = rc.pass_through_headers(
+        _response_headers(response), label, cacheable=cacheable, route=route
+    )
     response.headers.clear()
     for name, value in headers:
         if name != "set-cookie":  # kept in response.cookies, which aiohttp writes itself
@@ -155,7 +164,9 @@ def response_cache_middleware(response_cache: ResponseCache) -> Middleware:
         action = lookup.action
         if action == HIT:
             assert lookup.entry is not None
-            reply = await rc.serve(view, lookup.entry, HIT, key=lookup.key, age=lookup.age)
+            reply = await rc.serve(
+                view, lookup.entry, HIT, key=lookup.key, age=lookup.age, byte_range=lookup.range
+            )
             return _to_response(reply)
         if action == STALE:
             assert lookup.entry is not None
@@ -267,10 +278,20 @@ async def _fetch(
         return _to_response(reply)
     if can_replace and status in SERVER_ERRORS:
         return await _answer_stale(rc, view, lookup, f"asyncperf; fwd=stale; fwd-status={status}")
+    if validating and view.method == "HEAD":  # a HEAD that revalidated a stored GET
+        await rc.update_from_head(
+            view,
+            lookup,
+            status=status,
+            headers=_response_headers(response),
+            route=route,
+            request_time=request_time,
+            response_time=response_time,
+        )
     body = _buffered_body(response) if view.method == "GET" else None
     if body is None or len(body) > rc.max_body_size:
         if not background:
-            _mark(rc, response, MISS, cacheable=True)
+            _mark(rc, response, MISS, cacheable=True, route=route)
         return response
     reply = await rc.complete(
         view,

@@ -9,12 +9,18 @@ import pytest
 
 from asyncperf.http import choose_encoding, is_not_modified, plan_storage
 from asyncperf.http._policy import (
+    FORWARD,
     current_age,
+    decide_reuse,
     etag_matches,
     format_http_date,
+    if_range_matches,
     parse_directives,
     parse_http_date,
+    parse_range,
+    resolve_range,
     vary_names,
+    vary_values,
 )
 
 NOW = 1_750_000_000.0
@@ -34,7 +40,8 @@ def plan(status: int = 200, request: dict | None = None, **response: str):
 
 def test_directives_parse_case_quotes_duplicates_and_garbage() -> None:
     parsed = parse_directives('Max-Age=60, private="Set-Cookie, X-A", max-age=5, ,foo, no-cache')
-    assert parsed == {"max-age": "60", "private": "Set-Cookie, X-A", "foo": None, "no-cache": None}
+    # A repeated max-age resolves to the most restrictive (RFC 9111 §4.2.1).
+    assert parsed == {"max-age": "5", "private": "Set-Cookie, X-A", "foo": None, "no-cache": None}
 
 
 @pytest.mark.parametrize(
@@ -75,7 +82,12 @@ def test_invalid_expires_means_expired() -> None:
         (200, {}, {"cache_control": "max-age=60", "set_cookie": "a=b"}, False),
         (200, {}, {"cache_control": "max-age=60", "vary": "*"}, False),
         (206, {}, {"cache_control": "max-age=60"}, False),
-        (500, {}, {"cache_control": "max-age=60"}, False),
+        # Any final status with explicit freshness (RFC 9111 §3); errors need it.
+        (500, {}, {"cache_control": "max-age=60"}, True),
+        (503, {}, {"cache_control": "s-maxage=5"}, True),
+        (500, {}, {"last_modified": "Tue, 01 Jul 2025 10:00:00 GMT"}, False),
+        (503, {}, {"etag": '"x"'}, False),
+        (304, {}, {"cache_control": "max-age=60"}, False),
         (302, {}, {"cache_control": "max-age=60"}, True),
         (302, {}, {}, False),
         (200, {}, {}, False),  # no explicit freshness, no Last-Modified, no default TTL
@@ -234,3 +246,169 @@ def test_choose_encoding(accept: str | None, expected: str) -> None:
 
 def test_choose_encoding_without_brotli() -> None:
     assert choose_encoding("br, gzip;q=0.9", ("zstd", "gzip")) == "gzip"
+
+
+# -- revalidation, retention, heuristics (RFC 9111 §4.2, §4.3) --------------------------
+
+
+def retained(status: int = 200, **response: str):
+    headers = {name.replace("_", "-"): value for name, value in response.items()}
+    return plan_storage(
+        status=status,
+        request_headers={},
+        response_headers=headers,
+        request_time=NOW,
+        response_time=NOW,
+        retain=600.0,
+    )
+
+
+def test_a_validator_keeps_a_response_past_its_freshness_for_revalidation() -> None:
+    with_etag = retained(cache_control="max-age=1", etag='"a"')
+    assert with_etag is not None and with_etag.keep == 601.0
+    assert retained(cache_control="max-age=1").keep == 1.0  # nothing to revalidate with
+    # Stale on arrival (Age past max-age), or no-cache: kept only because it can be validated.
+    stale = retained(cache_control="max-age=60", age="7200", etag='"a"')
+    assert stale is not None and stale.keep == 600.0
+    assert retained(cache_control="max-age=60", age="7200") is None
+    no_cache = retained(cache_control="no-cache", last_modified=format_http_date(NOW - 10))
+    # (fresh for 1 s by the heuristic: a tenth of the 10 s since Last-Modified)
+    assert no_cache is not None and no_cache.always_revalidate and no_cache.keep == 601.0
+    # must-revalidate forbids serving stale, not keeping it to revalidate.
+    strict = retained(cache_control="max-age=5, must-revalidate, stale-if-error=60", etag='"a"')
+    assert strict is not None and strict.keep == 605.0
+
+
+def test_heuristic_freshness_is_a_fraction_of_last_modified_age_and_can_be_off() -> None:
+    headers = {"last-modified": format_http_date(NOW - 1000), "date": DATE}
+
+    def with_heuristic(fraction: float | None, status: int = 200):
+        return plan_storage(
+            status=status,
+            request_headers={},
+            response_headers=headers,
+            request_time=NOW,
+            response_time=NOW,
+            heuristic=fraction,
+        )
+
+    assert with_heuristic(0.5).lifetime == 500.0
+    assert with_heuristic(None) is None
+    assert with_heuristic(0.1, status=500) is None  # an error needs explicit freshness
+    assert with_heuristic(0.1, status=404).lifetime == 100.0
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("max-age= 3600", {"max-age": " 3600"}),  # a space after "=": invalid, so stale
+        ("max-age=3600 , public", {"max-age": "3600", "public": None}),
+        ("max-age=60, max-age=abc", {"max-age": "abc"}),  # invalid wins: stale
+        ("min-fresh=5, min-fresh=9", {"min-fresh": "9"}),
+        ("max-stale, max-stale=5", {"max-stale": "5"}),
+        ('no-cache="set-cookie", no-cache', {"no-cache": None}),
+        ('max-age="10", max-age=20', {"max-age": "10"}),
+    ],
+)
+def test_invalid_and_conflicting_directives_resolve_to_the_most_restrictive(
+    value: str, expected: dict
+) -> None:
+    assert parse_directives(value) == expected
+
+
+def test_an_invalid_max_age_makes_the_response_stale() -> None:
+    spaced = plan(cache_control="max-age= 3600, stale-while-revalidate=30")
+    assert spaced is not None and spaced.lifetime == 0.0
+
+
+def reuse(age: float, request_cc: str = "", **response: str):
+    stored = plan(**response)
+    assert stored is not None
+    return decide_reuse(stored, age, parse_directives(request_cc))
+
+
+@pytest.mark.parametrize(
+    ("age", "request_cc", "response_cc", "action", "forward"),
+    [
+        (10, "", "max-age=60", "HIT", ""),
+        (70, "", "max-age=60", "REVALIDATE", "stale"),
+        (70, "", "max-age=60, stale-while-revalidate=30", "STALE", "stale"),
+        (10, "no-cache", "max-age=60", "REVALIDATE", "request"),
+        (10, "max-age=0", "max-age=60", "REVALIDATE", "request"),
+        (10, "max-age=5", "max-age=60", "REVALIDATE", "request"),
+        (10, "max-age=abc", "max-age=60", "REVALIDATE", "request"),
+        (10, "min-fresh=40", "max-age=60", "HIT", ""),
+        (10, "min-fresh=55", "max-age=60", "REVALIDATE", "stale"),
+        (70, "max-stale", "max-age=60", "STALE", ""),
+        (70, "max-stale=20", "max-age=60", "STALE", ""),
+        (90, "max-stale=20", "max-age=60", "REVALIDATE", "stale"),
+        (70, "max-stale", "max-age=60, must-revalidate", "REVALIDATE", "stale"),
+        (10, "", "max-age=60, no-cache", "REVALIDATE", "stale"),
+        (70, "only-if-cached", "max-age=60", "GATEWAY_TIMEOUT", ""),
+        (10, "only-if-cached", "max-age=60", "HIT", ""),
+    ],
+)
+def test_decide_reuse_follows_request_and_response_directives(
+    age: float, request_cc: str, response_cc: str, action: str, forward: str
+) -> None:
+    decided = reuse(age, request_cc, cache_control=response_cc)
+    assert (decided.action, decided.forward) == (action, forward)
+
+
+def test_stale_if_error_window_from_response_or_request() -> None:
+    assert reuse(70, "", cache_control="max-age=60, stale-if-error=30").stale_if_error
+    assert not reuse(100, "", cache_control="max-age=60, stale-if-error=30").stale_if_error
+    assert reuse(100, "stale-if-error=60", cache_control="max-age=60").stale_if_error
+    assert not reuse(70, "", cache_control="max-age=60, must-revalidate").stale_if_error
+
+
+@pytest.mark.parametrize(
+    ("value", "size", "expected"),
+    [
+        ("bytes=0-9", 100, (0, 9)),
+        ("bytes=90-", 100, (90, 99)),
+        ("bytes=-10", 100, (90, 99)),
+        ("bytes=-500", 100, (0, 99)),
+        ("bytes=50-500", 100, (50, 99)),
+        ("BYTES = 5 - 6", 100, (5, 6)),
+        ("bytes=100-", 100, None),  # unsatisfiable: 416
+        ("bytes=-0", 100, None),
+    ],
+)
+def test_single_byte_ranges(value: str, size: int, expected) -> None:
+    spec = parse_range(value)
+    assert isinstance(spec, tuple)
+    assert resolve_range(spec, size) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("bytes=0-1,5-6", FORWARD),  # several ranges: the app answers
+        ("items=0-1", FORWARD),  # another unit: the app may know it
+        ("bytes=9-1", None),  # invalid: ignored, the whole body answers
+        ("bytes=", None),
+        ("nonsense", None),
+    ],
+)
+def test_ranges_this_cache_does_not_answer(value: str, expected) -> None:
+    assert parse_range(value) == expected
+
+
+def test_if_range_needs_a_strong_match() -> None:
+    modified = NOW - 100
+    assert if_range_matches('"a"', '"a"', modified)
+    assert not if_range_matches('W/"a"', '"a"', modified)
+    assert not if_range_matches('"b"', '"a"', modified)
+    assert if_range_matches(format_http_date(modified), '"a"', modified)
+    assert not if_range_matches(format_http_date(modified - 1), '"a"', modified)
+    assert not if_range_matches(format_http_date(modified), '"a"', None)
+
+
+def test_vary_values_are_normalised_where_the_syntax_allows() -> None:
+    spaced = vary_values(["accept-language"], {"accept-language": "EN-us ,  fr;q=0.5"})
+    assert spaced == vary_values(["accept-language"], {"accept-language": "en-US,fr;q=0.5"})
+    assert vary_values(["x-token"], {"x-token": "Abc"}) != vary_values(
+        ["x-token"], {"x-token": "abc"}
+    )
+    assert vary_names("Accept-Encoding, *") is None  # Vary: * never matches
