@@ -7,7 +7,8 @@ app) and imports no framework; the aiohttp middleware lives in
 
 from ._asgi import ResponseCacheMiddleware
 from ._cache import ResponseCache
-from ._policy import Plan, choose_encoding, is_not_modified, plan_storage
+from ._conditional import choose_encoding, is_not_modified
+from ._policy import Plan, plan_storage
 from ._route import RoutePolicy, cache_policy
 from ._types import RequestView, ResponseCacheStatistics
 

@@ -24,16 +24,10 @@ from ..cache import Cache
 from ..cache.internal import check_ttl, lease_store, plain_memory_store
 from ._coalescing import PASS_SECONDS
 from ._coding import MAX_ZSTD_LEVEL, Codings, TranscodeCache
+from ._conditional import FORWARD, parse_range
 from ._ingest import Ingest
 from ._keys import normalize_path, prefix_tag, url_target
-from ._policy import (
-    FORWARD,
-    HEURISTIC_FRACTION,
-    current_age,
-    decide_reuse,
-    parse_directives,
-    parse_range,
-)
+from ._policy import HEURISTIC_FRACTION, current_age, decide_reuse, parse_directives
 from ._stored import StoredResponse
 from ._types import (
     BYPASS,

@@ -9,16 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 
+from ._conditional import etag_matches
 from ._keys import body_etag
-from ._policy import (
-    Plan,
-    etag_matches,
-    parse_delta,
-    parse_directives,
-    parse_http_date,
-    plan_storage,
-    vary_names,
-)
+from ._policy import Plan, parse_delta, parse_directives, parse_http_date, plan_storage, vary_names
 from ._reply import Serving
 from ._route import RoutePolicy
 from ._stored import StoredResponse
@@ -302,6 +295,9 @@ class Ingest(Serving):
         merged = [(name, value) for name, value in entry.headers if name not in updates]
         merged.extend((name, value) for name, value in fields if name in updates)
         merged_map = header_map(merged)
+        sent_age = header_map(fields).get("age")
+        if sent_age is not None:  # not stored, but the 304's Age dates the result (§4.2.3)
+            merged_map = {**merged_map, "age": sent_age}
         plan = self._plan(
             request, entry.status, merged_map, request_time, response_time, route, targeted
         )

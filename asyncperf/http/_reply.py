@@ -6,15 +6,15 @@ conditionals, ``Age``, ``Cache-Status`` and single byte ranges answered ``206``.
 
 from __future__ import annotations
 
-from ._keys import coded_etag
-from ._policy import (
+from ._conditional import (
     choose_encoding,
     etag_matches,
-    format_http_date,
     if_range_matches,
     is_not_modified,
     resolve_range,
 )
+from ._keys import coded_etag
+from ._policy import format_http_date
 from ._stored import StoredResponse
 from ._types import MISS, NOT_MODIFIED_FIELDS, OWN_CODINGS, PLAIN, Reply, RequestView
 from ._writes import WriteBehind

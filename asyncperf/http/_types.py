@@ -169,7 +169,7 @@ class Lookup:
             to be.
         lease: The token of the Redis lease a ``coalesce="distributed"`` leader holds.
         range: The byte range a ``HIT`` answers with ``206`` (see
-            :func:`~asyncperf.http._policy.parse_range`).
+            :func:`~asyncperf.http._conditional.parse_range`).
     """
 
     action: str

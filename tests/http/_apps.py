@@ -7,7 +7,8 @@ the app really served and lets a test make routes fail.
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
+import gzip
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -32,6 +33,12 @@ class State:
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
         self.fail = False
+        self.fail_status = 503
+        self.version = 1  # of the "validated" representation: bump it to change it
+        self.cache_control: dict[str, str] = {}  # per-route Cache-Control overrides
+        self.ignore_conditionals = False  # answer 200 even when a validator matches
+        # The conditional fields each request to a route carried.
+        self.seen: defaultdict[str, list[dict[str, str | None]]] = defaultdict(list)
         self.bodies: list[bytes] = []
         self.inflight: Counter[str] = Counter()
         self.most_inflight: Counter[str] = Counter()
@@ -56,10 +63,61 @@ def body_of(route: str, n: int, extra: str = "") -> bytes:
     return f'{{"route": "{route}", "n": {n}, "extra": "{extra}", "pad": "{PAD}"}}'.encode()
 
 
+GZIPPED = gzip.compress(PAD.encode(), mtime=0)
+
+
 def answer(state: State, route: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
     """Return (status, headers, body) for ``route`` given the request headers."""
     n = state.count(route)
+    state.seen[route].append(
+        {name: headers.get(name) for name in ("if-none-match", "if-modified-since", "range")}
+    )
     json = {"content-type": "application/json"}
+    if route == "validated":
+        etag = f'"v{state.version}"'
+        fields = {
+            "etag": etag,
+            "last-modified": LAST_MODIFIED,
+            "cache-control": state.cache_control.get(route, "max-age=1"),
+            "x-version": str(state.version),
+        }
+        if headers.get("if-none-match") == etag and not state.ignore_conditionals:
+            return 304, {**fields, "x-refreshed": str(n)}, b""
+        return 200, {**json, **fields}, body_of(route, state.version)
+    if route == "aged":
+        # From an upstream cache: older (Age) than its max-age, so stale on arrival.
+        fields = {"etag": '"aged"', "age": "7200", "cache-control": "max-age=3600"}
+        if headers.get("if-none-match") == '"aged"':
+            return 304, fields, b""
+        return 200, {**json, **fields}, body_of(route, n)
+    if route == "error-fresh":
+        return 503, {"content-type": "text/plain", "cache-control": "max-age=60"}, b"maintenance"
+    if route == "lastmod":  # no explicit freshness: heuristic from Last-Modified
+        return 200, {**json, "last-modified": LAST_MODIFIED}, body_of(route, n)
+    if route == "lang":
+        language = headers.get("accept-language", "none")
+        return (
+            200,
+            {**json, "cache-control": "max-age=60", "vary": "Accept-Language"},
+            body_of(route, n, language),
+        )
+    if route == "coded":  # the app negotiates and compresses by itself
+        if "gzip" in headers.get("accept-encoding", ""):
+            fields = {"content-encoding": "gzip", "vary": "Accept-Encoding"}
+            return (
+                200,
+                {"content-type": "text/plain", "cache-control": "max-age=60", **fields},
+                GZIPPED,
+            )
+        return (
+            200,
+            {
+                "content-type": "text/plain",
+                "cache-control": "max-age=60",
+                "vary": "Accept-Encoding",
+            },
+            PAD.encode(),
+        )
     if route == "public":
         return 200, {**json, "cache-control": "max-age=60"}, body_of(route, n)
     if route == "me":
@@ -91,7 +149,9 @@ def answer(state: State, route: str, headers: dict[str, str]) -> tuple[int, dict
         )
     if route == "sie":
         if state.fail:
-            return 503, {"content-type": "text/plain"}, b"down"
+            if state.fail_status == 0:
+                raise RuntimeError("the app failed")
+            return state.fail_status, {"content-type": "text/plain"}, b"down"
         return 200, {**json, "cache-control": "max-age=1, stale-if-error=60"}, body_of(route, n)
     if route == "private":
         return 200, {**json, "cache-control": "private, max-age=60"}, body_of(route, 1)
@@ -132,6 +192,12 @@ ROUTES = [
     "small",
     "slow",
     "slow-nostore",
+    "validated",
+    "aged",
+    "error-fresh",
+    "lastmod",
+    "lang",
+    "coded",
 ]
 
 
@@ -165,6 +231,11 @@ def starlette_app(rc: ResponseCache, state: State) -> Starlette:
             body_of("item", n, request.path_params["item"]), media_type="application/json"
         )
 
+    @cache_policy(transcode=False)
+    async def raw(request: Request) -> Response:
+        state.count("raw")
+        return Response(PAD.encode(), headers={"cache-control": "max-age=60"})
+
     @cache_policy(enabled=False, ttl=60)
     async def opted_out(request: Request) -> Response:
         n = state.count("opted-out")
@@ -188,6 +259,7 @@ def starlette_app(rc: ResponseCache, state: State) -> Starlette:
         Route("/items/{item}", item),
         Route("/items/{item}", update, methods=["PUT"]),
         Route("/opted-out", opted_out),
+        Route("/raw", raw),
         Route("/stream", stream),
     ]
     app = Starlette(routes=routes)
@@ -226,6 +298,11 @@ def aiohttp_app(rc: ResponseCache, state: State) -> web.Application:
             body=body_of("item", n, request.match_info["item"]), content_type="application/json"
         )
 
+    @cache_policy(transcode=False)
+    async def raw(request: web.Request) -> web.Response:
+        state.count("raw")
+        return web.Response(body=PAD.encode(), headers={"cache-control": "max-age=60"})
+
     @cache_policy(enabled=False, ttl=60)
     async def opted_out(request: web.Request) -> web.Response:
         n = state.count("opted-out")
@@ -249,5 +326,6 @@ def aiohttp_app(rc: ResponseCache, state: State) -> web.Application:
     app.router.add_get("/items/{item}", item)
     app.router.add_put("/items/{item}", update)
     app.router.add_get("/opted-out", opted_out)
+    app.router.add_get("/raw", raw)
     app.router.add_get("/stream", stream)
     return app

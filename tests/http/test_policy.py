@@ -8,17 +8,19 @@ import math
 import pytest
 
 from asyncperf.http import choose_encoding, is_not_modified, plan_storage
-from asyncperf.http._policy import (
+from asyncperf.http._conditional import (
     FORWARD,
-    current_age,
-    decide_reuse,
     etag_matches,
-    format_http_date,
     if_range_matches,
-    parse_directives,
-    parse_http_date,
     parse_range,
     resolve_range,
+)
+from asyncperf.http._policy import (
+    current_age,
+    decide_reuse,
+    format_http_date,
+    parse_directives,
+    parse_http_date,
     vary_names,
     vary_values,
 )
@@ -265,18 +267,23 @@ def retained(status: int = 200, **response: str):
 
 def test_a_validator_keeps_a_response_past_its_freshness_for_revalidation() -> None:
     with_etag = retained(cache_control="max-age=1", etag='"a"')
-    assert with_etag is not None and with_etag.keep == 601.0
+    assert with_etag is not None
+    assert with_etag.keep == 601.0
     assert retained(cache_control="max-age=1").keep == 1.0  # nothing to revalidate with
     # Stale on arrival (Age past max-age), or no-cache: kept only because it can be validated.
     stale = retained(cache_control="max-age=60", age="7200", etag='"a"')
-    assert stale is not None and stale.keep == 600.0
+    assert stale is not None
+    assert stale.keep == 600.0
     assert retained(cache_control="max-age=60", age="7200") is None
     no_cache = retained(cache_control="no-cache", last_modified=format_http_date(NOW - 10))
     # (fresh for 1 s by the heuristic: a tenth of the 10 s since Last-Modified)
-    assert no_cache is not None and no_cache.always_revalidate and no_cache.keep == 601.0
+    assert no_cache is not None
+    assert no_cache.always_revalidate
+    assert no_cache.keep == 601.0
     # must-revalidate forbids serving stale, not keeping it to revalidate.
     strict = retained(cache_control="max-age=5, must-revalidate, stale-if-error=60", etag='"a"')
-    assert strict is not None and strict.keep == 605.0
+    assert strict is not None
+    assert strict.keep == 605.0
 
 
 def test_heuristic_freshness_is_a_fraction_of_last_modified_age_and_can_be_off() -> None:
@@ -318,7 +325,8 @@ def test_invalid_and_conflicting_directives_resolve_to_the_most_restrictive(
 
 def test_an_invalid_max_age_makes_the_response_stale() -> None:
     spaced = plan(cache_control="max-age= 3600, stale-while-revalidate=30")
-    assert spaced is not None and spaced.lifetime == 0.0
+    assert spaced is not None
+    assert spaced.lifetime == 0.0
 
 
 def reuse(age: float, request_cc: str = "", **response: str):
