@@ -101,7 +101,7 @@ async def _send_reply(send: Send, reply: Reply, *, head: bool) -> None:
         {
             "type": "http.response.start",
             "status": reply.status,
-            "headers": _raw_headers(reply.headers),
+            "headers": _raw_headers(reply.headers) if reply.raw is None else reply.raw,
         }
     )
     body = b"" if head or reply.status in (204, 304) else reply.body

@@ -81,23 +81,28 @@ class Serving(WriteBehind):
         elif entry.coding != "identity":
             coding = entry.coding  # the app's own coding, sent as it came
         owned = entry.coding in ("zstd", PLAIN, "identity")
-        etag = coded_etag(entry.etag, coding) if owned else entry.etag
-        headers = list(entry.headers)
-        if not entry.as_sent:
-            for name, value in headers:  # a loop, not any(<generator>): this runs on every hit
-                if name == "vary" and "accept-encoding" in value.lower():
-                    break
-            else:
-                headers.append(("vary", "Accept-Encoding"))
-        if etag:
-            headers.append(("etag", etag))
+        fields = entry.fields.get(coding)
+        if fields is None:
+            fields = entry.fields[coding] = self._fields(entry, coding, owned)
+        text, raw, etag = fields
+        headers = text.copy()
+        raw = raw.copy()
+        # The fields that change per reply go in both lists (the ASGI glue sends ``raw``).
         if age is not None:
-            headers.append(("age", str(int(min(age, 2**31)))))
+            value = str(int(age if age < 2**31 else 2**31))
+            headers.append(("age", value))
+            raw.append((b"age", value.encode()))
         if not cache_status:
             cache_status = f"asyncperf; hit; ttl={int(entry.plan.lifetime - (age or 0.0))}"
             if byte_range is not None:
                 cache_status += "; detail=range"
-        self._status_fields(headers, label, cache_status)
+        status_header = self.status_header
+        if status_header is not None:
+            headers.append((status_header, label))
+            raw.append((status_header.encode("latin-1"), label.encode()))
+        if self.cache_status:
+            headers.append(("cache-status", cache_status))
+            raw.append((b"cache-status", cache_status.encode("latin-1")))
         request_headers = request.headers
         if (
             entry.status == 200
@@ -130,12 +135,34 @@ class Serving(WriteBehind):
         else:
             body = await self._body(entry, coding, key)
         if owned and coding != "identity":
-            headers.append(("content-encoding", coding))
             self._bytes_saved += max(0, entry.size - len(body))
-        headers.append(("content-length", str(len(body))))
+        length = str(len(body))
+        headers.append(("content-length", length))
+        raw.append((b"content-length", length.encode()))
         if from_cache and request.method == "GET":
             self._bytes_served += len(body)
-        return Reply(entry.status, headers, body, label)
+        return Reply(entry.status, headers, body, label, raw=raw)
+
+    @staticmethod
+    def _fields(
+        entry: StoredResponse, coding: str, owned: bool
+    ) -> tuple[list[tuple[str, str]], list[tuple[bytes, bytes]], str]:
+        """Build the fields every full reply of ``entry`` in ``coding`` starts with, as
+        text and as bytes, and the validator of that coding."""
+        etag = coded_etag(entry.etag, coding) if owned else entry.etag
+        headers = list(entry.headers)
+        if not entry.as_sent:
+            for name, value in headers:
+                if name == "vary" and "accept-encoding" in value.lower():
+                    break
+            else:
+                headers.append(("vary", "Accept-Encoding"))
+        if etag:
+            headers.append(("etag", etag))
+        if owned and coding != "identity":
+            headers.append(("content-encoding", coding))
+        raw = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+        return headers, raw, etag
 
     async def _partial(
         self,

@@ -58,6 +58,7 @@ class StoredResponse:
         "body",
         "coding",
         "etag",
+        "fields",
         "headers",
         "last_modified",
         "packed",
@@ -98,6 +99,10 @@ class StoredResponse:
         self.response_time = response_time
         self.plan = plan
         self.vary = vary
+        # Per coding: the fields every full reply of this entry starts with, as text and
+        # as bytes, and the coding's validator (built by the first hit; an entry read from
+        # the store is never changed).
+        self.fields: dict[str, tuple[list[tuple[str, str]], list[tuple[bytes, bytes]], str]] = {}
         self.app_etag = app_etag
         self.app_last_modified = app_last_modified
         self.as_sent = as_sent

@@ -204,6 +204,7 @@ class Reply:
     body: bytes
     label: str
     write: Any = None  # a PendingWrite (see _writes.py)
+    raw: list[tuple[bytes, bytes]] | None = None  # ``headers`` encoded, when at hand
 
 
 def header_map(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
