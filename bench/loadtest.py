@@ -14,9 +14,14 @@ installs them, ``127.0.0.1``, a free port):
 * ``nowork``: the reference: the same Starlette route returning the same bytes at once (no
   sleep, no cache). A cache hit skips the app and its router, so this is the ceiling a hit
   is measured against (each row's ``vs no-work`` ratio);
+* ``nowork-fields``: the same, also sending the header fields a hit adds (``Vary``,
+  ``ETag``, ``Age``, ``X-Cache``, ``Cache-Status``, values of the same length): byte for
+  byte the response a hit sends, so the cost of those fields in the server is set apart;
 * ``bare``: the app alone;
 * ``memory``: behind ``ResponseCacheMiddleware`` with ``ResponseCache(Cache(MemoryStore()),
   default_ttl=60)``;
+* ``memory-quiet``: the same without the ``X-Cache`` and ``Cache-Status`` fields
+  (``status_header=None, cache_status=False``);
 * ``redis``: the same with ``Cache.from_url("redis://127.0.0.1:6379/0?prefix=loadtest")``
   (``--redis-url``); the ``loadtest`` keys are deleted before and after.
 
@@ -55,8 +60,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-VARIANTS = ("nowork", "bare", "memory", "redis")
+VARIANTS = ("nowork", "nowork-fields", "bare", "memory", "memory-quiet", "redis")
 REFERENCE = "nowork"  # the physical reference: the cheapest response the app can give
+UNCACHED = frozenset({"bare", REFERENCE, "nowork-fields"})
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0?prefix=loadtest"
 HANDLER_DELAY = 0.020
 URLS = 100
@@ -67,7 +73,10 @@ CONNECTIONS = 50
 APP_DESCRIPTION = (
     f"App: `GET /items/{{n}}` ({URLS} URLs) awaits {HANDLER_DELAY * 1000:.0f} ms and returns"
     " ~2 KB of JSON; `nowork` is the same route returning the same bytes at once (the"
-    " reference: the cheapest response the app can give); `memory` and `redis` put"
+    " reference: the cheapest response the app can give); `nowork-fields` also sends the"
+    " fields a hit adds (Vary, ETag, Age, X-Cache, Cache-Status), byte for byte what a hit"
+    " sends; `memory-quiet` is `memory` without X-Cache and Cache-Status; `memory` and"
+    " `redis` put"
     " `ResponseCacheMiddleware` with"
     " `ResponseCache(cache, default_ttl=60)` in front of it (wrk sends no Accept-Encoding,"
     " so cached bodies are decoded to identity)."
@@ -129,6 +138,19 @@ def build_app(variant: str, redis_url: str = DEFAULT_REDIS_URL) -> Any:
         n = int(request.path_params["n"]) % URLS
         return Response(bodies[n], media_type="application/json")
 
+    # What a hit sends besides the body: the same fields, values of the same length.
+    hit_fields = {
+        "vary": "Accept-Encoding",
+        "etag": '"' + "0" * 32 + '"',
+        "age": "0",
+        "x-cache": "HIT",
+        "cache-status": "asyncperf; hit; ttl=59",
+    }
+
+    async def item_at_once_with_fields(request: Request) -> Response:
+        n = int(request.path_params["n"]) % URLS
+        return Response(bodies[n], media_type="application/json", headers=hit_fields)
+
     async def stats(request: Request) -> Response:
         counters = dataclasses.asdict(rc.statistics()) if rc is not None else {}
         return JSONResponse(counters, headers={"cache-control": "no-store"})
@@ -141,18 +163,26 @@ def build_app(variant: str, redis_url: str = DEFAULT_REDIS_URL) -> Any:
             if cache is not None:
                 await cache.aclose()
 
-    endpoint = item_at_once if variant == REFERENCE else item
+    endpoint = {REFERENCE: item_at_once, "nowork-fields": item_at_once_with_fields}.get(
+        variant, item
+    )
     app = Starlette(
         routes=[Route("/items/{n:int}", endpoint), Route("/stats", stats)], lifespan=lifespan
     )
-    if variant == "memory":
+    if variant in ("memory", "memory-quiet"):
         cache = Cache(MemoryStore())
     elif variant == "redis":
         cache = Cache.from_url(redis_url)
-    elif variant not in {"bare", REFERENCE}:
+    elif variant not in UNCACHED:
         raise ValueError(f"unknown variant {variant!r}")
     if cache is not None:
-        rc = ResponseCache(cache, default_ttl=60)
+        quiet = variant == "memory-quiet"  # no X-Cache, no Cache-Status: fewer fields to send
+        rc = ResponseCache(
+            cache,
+            default_ttl=60,
+            status_header=None if quiet else "x-cache",
+            cache_status=not quiet,
+        )
         app.add_middleware(ResponseCacheMiddleware, response_cache=rc)
     return app
 
@@ -412,7 +442,7 @@ def run_variant(
     process = subprocess.Popen(command, env=env, cwd=Path(__file__).resolve().parent.parent)
     try:
         wait_until_up(base, process)
-        check_app(base, cached=name not in {"bare", REFERENCE})
+        check_app(base, cached=name not in UNCACHED and name != "memory-quiet")
         run_wrk(wrk, base + "/", script, WARMUP, threads, connections)  # warm-up, discarded
         output = run_wrk(wrk, base + "/", script, duration, threads, connections)
         stats = json.loads(http_get(base + "/stats")[2])
@@ -451,7 +481,7 @@ def server_description() -> str:
 
 def table(results: Sequence[VariantResult]) -> str:
     head = (
-        f"{'variant':<8} {'req/s':>10} {'x nowork':>8} {'p50 ms':>8} {'p99 ms':>8}"
+        f"{'variant':<13} {'req/s':>10} {'x nowork':>8} {'p50 ms':>8} {'p99 ms':>8}"
         f" {'requests':>9} {'non-2xx':>8} {'sock err':>8} {'hit rate':>8}"
     )
     lines = [head, "-" * len(head)]
@@ -462,7 +492,7 @@ def table(results: Sequence[VariantResult]) -> str:
         hits, misses = r.stats.get("hits"), r.stats.get("misses")
         rate = f"{hits / (hits + misses):.1%}" if hits is not None and hits + misses else "-"
         lines.append(
-            f"{r.name:<8} {w.requests_per_s:>10,.0f} {ratio:>8} {w.p(50):>8.2f} {w.p(99):>8.2f}"
+            f"{r.name:<13} {w.requests_per_s:>10,.0f} {ratio:>8} {w.p(50):>8.2f} {w.p(99):>8.2f}"
             f" {w.requests:>9,} {w.non_2xx:>8} {sum(w.socket_errors.values()):>8} {rate:>8}"
         )
     return "\n".join(lines)

@@ -792,8 +792,11 @@ def write_charts(run: Run, directory: Path, out: Path) -> dict[str, str]:
 
 def write_load_chart(load: dict[str, Any], directory: Path, out: Path) -> str | None:
     names = {
-        "bare": "bare app",
+        "nowork": "no-work route (reference)",
+        "nowork-fields": "no-work route, a hit's fields",
+        "bare": "bare app (20 ms)",
         "memory": "asyncperf cache, memory",
+        "memory-quiet": "asyncperf cache, memory, no status fields",
         "redis": "asyncperf cache, Redis",
     }
     rows = [
@@ -802,7 +805,7 @@ def write_load_chart(load: dict[str, Any], directory: Path, out: Path) -> str | 
             names.get(str(v.get("name")), str(v.get("name"))),
             float(v.get("requests_per_s", 0.0)),
             "req/s",
-            floor=v.get("name") == "bare",
+            floor=v.get("name") == "nowork",
         )
         for v in load.get("variants", [])
     ]

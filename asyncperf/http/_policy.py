@@ -506,6 +506,10 @@ class Reuse(NamedTuple):
     stale_if_error: bool
 
 
+_FRESH: Final = Reuse(HIT, "", True)
+_FRESH_ONLY: Final = Reuse(HIT, "", False)
+
+
 def decide_reuse(plan: Plan, age: float, request_cc: Directives) -> Reuse:
     """Decide how a stored response of current ``age`` may answer a request.
 
@@ -522,6 +526,9 @@ def decide_reuse(plan: Plan, age: float, request_cc: Directives) -> Reuse:
     while one revalidation runs.
     """
     staleness = age - plan.lifetime
+    if staleness < 0 and not request_cc and not plan.always_revalidate:
+        # The common case, a fresh entry and a request without directives, answered first.
+        return _FRESH if not plan.no_stale and staleness <= plan.stale_if_error else _FRESH_ONLY
     no_stale = plan.no_stale
     error_window = plan.stale_if_error
     if "stale-if-error" in request_cc:
