@@ -75,7 +75,6 @@ class LoopLagProbe:
         self.interval = interval
         self.clock = clock
         self.last = 0.0
-        self.due: float | None = None
         self._recent: deque[float] = deque(maxlen=max(1, int(window / interval)))
 
     def record(self, lag: float) -> None:
@@ -92,17 +91,13 @@ class LoopLagProbe:
     async def run(self) -> None:
         """Probe until cancelled."""
         clock, interval, observe = self.clock, self.interval, self.histogram.observe
-        try:
-            while True:
-                start = clock()
-                self.due = start + interval
-                await anyio.sleep(interval)
-                lag = max(0.0, clock() - start - interval)
-                observe(lag)
-                self.last = lag
-                self._recent.append(lag)
-        finally:
-            self.due = None
+        while True:
+            start = clock()
+            await anyio.sleep(interval)
+            lag = max(0.0, clock() - start - interval)
+            observe(lag)
+            self.last = lag
+            self._recent.append(lag)
 
 
 class SlowCallbackWatchdog:
