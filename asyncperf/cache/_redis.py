@@ -194,10 +194,25 @@ class RedisStore(BaseStore):
         cancelling = task.cancelling()
         watchdog.watch(task, budget or self.op_timeout, loop)
         limit = self._limit
+        sentinel = self._sentinel
+        failovers = sentinel.failovers if sentinel is not None else 0
         try:
             if not limit.try_acquire():
                 await limit.acquire()  # queued within the deadline
             try:
+                result = await command()
+            except Exception as exc:
+                if sentinel is None or sentinel.failovers == failovers:
+                    raise
+                from redis.exceptions import ConnectionError as RedisConnectionError
+
+                if not isinstance(exc, (RedisConnectionError, OSError)):
+                    raise
+                # The +switch-master handler closed this command's connection to the old
+                # master while it ran: once more, on the new master, and not a breaker
+                # failure (before, a burst of such cut commands opened the breaker, and
+                # writes made just after the switch were skipped). The store's commands are
+                # idempotent, so one that also reached the new master by replication is safe.
                 result = await command()
             finally:
                 limit.release()

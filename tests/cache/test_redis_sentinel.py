@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio.sentinel import Sentinel
 
-from asyncperf import Cache
+from asyncperf import BackendUnavailable, Cache
 from asyncperf.cache import FallbackStore, RedisStore
 
 from .redis_servers import (
@@ -231,3 +231,39 @@ async def test_no_write_reaches_the_old_master_after_switch_master(tmp_path: Pat
         assert on_new == len(after)
     finally:
         setup.close()
+
+
+async def test_a_command_cut_by_the_switch_runs_again_and_is_no_breaker_failure() -> None:
+    """A command in flight when the ``+switch-master`` handler closes its connection fails
+    with ``ConnectionError``; it runs once more (on the new master) instead of counting
+    towards the breaker. A connection error with no switch during it still counts."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    class Watch:
+        failovers = 0
+
+    store = RedisStore("redis://127.0.0.1:6379/0", prefix="asyncperf-test-cut:")
+    store._sentinel = Watch()  # type: ignore[assignment]
+    calls = 0
+
+    async def cut_once() -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            Watch.failovers += 1  # the handler ran while this command waited
+            raise RedisConnectionError("Connection closed by server.")
+        return "on the new master"
+
+    async def refused() -> str:
+        raise RedisConnectionError("Connection refused")
+
+    try:
+        assert await store._call("set", cut_once) == "on the new master"
+        assert calls == 2
+        assert store.breaker.statistics().failures == 0
+        with pytest.raises(BackendUnavailable):
+            await store._call("set", refused)
+        assert store.breaker.statistics().failures == 1
+    finally:
+        store._sentinel = None
+        await store.aclose()
