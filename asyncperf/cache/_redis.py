@@ -202,18 +202,9 @@ class RedisStore(BaseStore):
             try:
                 result = await command()
             except Exception as exc:
-                if sentinel is None or sentinel.failovers == failovers:
+                if sentinel is None or not sentinel.cut(exc, failovers):
                     raise
-                from redis.exceptions import ConnectionError as RedisConnectionError
-
-                if not isinstance(exc, (RedisConnectionError, OSError)):
-                    raise
-                # The +switch-master handler closed this command's connection to the old
-                # master while it ran: once more, on the new master, and not a breaker
-                # failure (before, a burst of such cut commands opened the breaker, and
-                # writes made just after the switch were skipped). The store's commands are
-                # idempotent, so one that also reached the new master by replication is safe.
-                result = await command()
+                result = await command()  # now on the new master, and no breaker failure
             finally:
                 limit.release()
         except asyncio.CancelledError:

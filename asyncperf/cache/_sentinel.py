@@ -95,6 +95,16 @@ class SentinelWatch:
         )
         return True
 
+    def cut(self, exc: Exception, failovers: int) -> bool:
+        """Whether ``exc`` is a command's connection closed by :meth:`on_message` while it
+        ran (``failovers`` is the count when it started). Such a command is sent once more,
+        to the new master, and is no breaker failure: before, a burst of them opened the
+        breaker and the writes made just after the switch were skipped. The store's
+        commands are idempotent, so one that also reached the new master is harmless."""
+        from redis.exceptions import ConnectionError as RedisConnectionError
+
+        return self.failovers != failovers and isinstance(exc, (RedisConnectionError, OSError))
+
     async def _watch(self, sentinel: Any) -> None:
         backoff = 0.05
         while True:

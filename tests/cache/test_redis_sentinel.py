@@ -239,8 +239,11 @@ async def test_a_command_cut_by_the_switch_runs_again_and_is_no_breaker_failure(
     towards the breaker. A connection error with no switch during it still counts."""
     from redis.exceptions import ConnectionError as RedisConnectionError
 
+    from asyncperf.cache._sentinel import SentinelWatch
+
     class Watch:
         failovers = 0
+        cut = SentinelWatch.cut  # the decision under test; it reads only ``failovers``
 
     store = RedisStore("redis://127.0.0.1:6379/0", prefix="asyncperf-test-cut:")
     store._sentinel = Watch()  # type: ignore[assignment]
