@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import redis.asyncio as redis_asyncio
 
 from asyncperf import Cache, MemoryStore
 from asyncperf.http import ResponseCache
@@ -16,6 +18,7 @@ from ._apps import State, aiohttp_app, starlette_app
 from ._servers import ThreadServer
 
 FRAMEWORKS = ["starlette", "aiohttp"]
+REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 class WallClock:
@@ -67,3 +70,19 @@ def serve(framework: str) -> Iterator[Callable[..., Served]]:
     finally:
         for server in servers:
             server.stop()
+
+
+@pytest.fixture
+async def redis_prefix() -> AsyncIterator[str]:
+    """A fresh key prefix on the real Redis; its keys are deleted afterwards."""
+    prefix = f"asyncperf-test-http-{uuid.uuid4().hex[:8]}:"
+    raw = redis_asyncio.Redis.from_url(REDIS_URL)
+    await raw.ping()  # fail, never skip, when Redis is down
+    try:
+        yield prefix
+    finally:
+        # The store's own keys (tags, leases) use the prefix with "#" for its last ":".
+        keys = [key async for key in raw.scan_iter(match=prefix[:-1] + "*")]
+        if keys:
+            await raw.delete(*keys)
+        await raw.aclose()

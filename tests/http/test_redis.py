@@ -3,13 +3,9 @@ prefix and tag seen by another process's cache (here: a second, independent clie
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
-
 import anyio
 import httpx
 import pytest
-import redis.asyncio as redis_asyncio
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -29,17 +25,8 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-async def prefix() -> AsyncIterator[str]:
-    prefix = f"asyncperf-test-http-{uuid.uuid4().hex[:8]}:"
-    raw = redis_asyncio.Redis.from_url(REDIS_URL)
-    await raw.ping()  # fail, never skip, when Redis is down
-    try:
-        yield prefix
-    finally:
-        keys = [key async for key in raw.scan_iter(match=prefix + "*")]
-        if keys:
-            await raw.delete(*keys)
-        await raw.aclose()
+def prefix(redis_prefix: str) -> str:
+    return redis_prefix
 
 
 async def test_invalidation_reaches_another_process(prefix: str) -> None:

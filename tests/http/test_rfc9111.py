@@ -6,14 +6,12 @@ Vary normalisation and keeping the app's own coding."""
 from __future__ import annotations
 
 import gzip
-import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import anyio
 import httpx
 import pytest
-import redis.asyncio as redis_asyncio
 
 from asyncperf import Cache, MemoryStore, RedisStore
 
@@ -30,26 +28,17 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(params=["memory", "redis"])
-async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Callable[[], dict[str, Any]]]:
+def backend(request: pytest.FixtureRequest) -> Callable[[], dict[str, Any]]:
     """Options for ``serve`` that put the responses in memory or in a real Redis."""
     if request.param == "memory":
-        yield lambda: {"cache": Cache(MemoryStore())}
-        return
-    prefix = f"asyncperf-test-rfc-{uuid.uuid4().hex[:8]}:"
-    raw = redis_asyncio.Redis.from_url(REDIS_URL)
-    await raw.ping()  # fail, never skip, when Redis is down
+        return lambda: {"cache": Cache(MemoryStore())}
+    prefix = request.getfixturevalue("redis_prefix")
 
     def options() -> dict[str, Any]:
         cache = Cache(RedisStore(REDIS_URL, prefix=prefix), fallback=None)
         return {"cache": cache, "cleanup": cache.aclose}
 
-    try:
-        yield options
-    finally:
-        keys = [key async for key in raw.scan_iter(match=prefix + "*")]
-        if keys:
-            await raw.delete(*keys)
-        await raw.aclose()
+    return options
 
 
 def client(served) -> httpx.AsyncClient:
