@@ -24,6 +24,7 @@ from ._redis_stats import RedisInfo, RedisStoreStatistics, summarize_info
 from ._sentinel import SentinelWatch, sentinel_pool
 from ._store import BaseStore, StoreHealth
 from ._url import redis_client_from_url
+from ._wire import Wire
 
 __all__ = ["RedisInfo", "RedisStore", "RedisStoreStatistics"]
 
@@ -164,6 +165,9 @@ class RedisStore(BaseStore):
         self._set_batcher: Batcher[tuple[str, bytes, float | None, tuple[str, ...]], None] = (
             Batcher(self._flush_sets, self._set_one)
         )
+        # A client of our own has no retries or socket timeout to honour: lone commands skip
+        # redis-py's per-command layers (see _wire.py). A client handed in keeps its own path.
+        self._wire = Wire(self.client.connection_pool) if self._owns_client else None
         self._invalidate_script = self.client.register_script(INVALIDATE_TAGS)
         self._release_script = self.client.register_script(RELEASE_LEASE)
         self._tag_script = self.client.register_script(TAG_ADD)
@@ -272,13 +276,15 @@ class RedisStore(BaseStore):
 
     def _get_one(self, full: str) -> Awaitable[bytes | None]:
         """A lone GET (no batch open): the coroutine of its round trip."""
+        if (wire := self._wire) is not None:
+            return self._call("get", lambda: wire.command("GET", full))
         client = self.client
         return self._call("get", lambda: client.get(full))
 
     async def _flush_gets(self, keys: list[str]) -> list[bytes | None]:
         unique = list(dict.fromkeys(keys))
         if len(unique) == 1:
-            value = await self._call("get", lambda: self.client.get(unique[0]))
+            value = await self._get_one(unique[0])
             return [value] * len(keys)
         self._batches += 1
         self._batched_keys += len(unique)
@@ -362,12 +368,9 @@ class RedisStore(BaseStore):
         if tags or self._publish:
             await self._flush_sets([item])
             return
-        client = self.client
-        if ttl is None:
-            await self._call("set", lambda: client.set(full, payload))
-        else:
-            millis = _ms(ttl)
-            await self._call("set", lambda: client.set(full, payload, px=millis))
+        args = ("SET", full, payload) if ttl is None else ("SET", full, payload, "PX", _ms(ttl))
+        send = self._wire.command if self._wire is not None else self.client.execute_command
+        await self._call("set", lambda: send(*args))
 
     async def set_many(self, items: Sequence[tuple[str, Entry, float | None]]) -> None:
         """Store several items in one pipeline; nothing is sent if one cannot be encoded."""
