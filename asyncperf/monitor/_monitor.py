@@ -59,7 +59,15 @@ _STATUS_CLASSES = {code: f"{code // 100}xx" for code in range(100, 600)}
 class HttpSeries:
     """The children one (method, route, status) triple records into."""
 
-    __slots__ = ("duration", "method", "monitor", "request_size", "response_size", "route", "status")
+    __slots__ = (
+        "duration",
+        "method",
+        "monitor",
+        "request_size",
+        "response_size",
+        "route",
+        "status",
+    )
 
     def __init__(
         self,
@@ -379,22 +387,16 @@ class PerformanceMonitor:
         tracer_provider: TracerProvider | None = None,
         spans: bool = True,
     ) -> OpenTelemetryExport:
-        """Export this monitor's metrics through OpenTelemetry (and, optionally, spans).
+        """Export this monitor's metrics (and, optionally, spans) through OpenTelemetry.
 
-        Counters and gauges are observable instruments that read the registry at each
-        collection, so they show what :meth:`prometheus_text` shows; histograms are
-        OpenTelemetry histograms with the registry's bucket bounds, fed each observation
-        from now on (see ``asyncperf.monitor._otel`` for why). Needs the ``otel`` extra.
+        Counters and gauges are read from the registry at each collection; histograms get
+        each observation from now on, on the registry's bounds (``_otel.py`` says why).
 
         Args:
             meter_provider: Where the instruments live (default: the global provider).
             tracer_provider: Where spans go (default: the global provider).
-            spans: Start a server span per HTTP request timed by the ASGI middleware, with
-                the response cache's decision as ``asyncperf.cache.status``.
-
-        Returns:
-            The export: :meth:`~OpenTelemetryExport.trace_cache` wraps a cache for spans,
-            :meth:`~OpenTelemetryExport.close` stops it.
+            spans: A server span per request the ASGI middleware times, with the
+                response cache's decision as ``asyncperf.cache.status``.
 
         Raises:
             ImportError: opentelemetry-api is missing (``pip install 'asyncperf[otel]'``).
@@ -403,7 +405,9 @@ class PerformanceMonitor:
         from ._otel import OpenTelemetryExport
 
         if self.otel is not None:
-            raise ConfigurationError("this PerformanceMonitor is already exported; close() it first")
+            raise ConfigurationError(
+                "this PerformanceMonitor is already exported; close() it first"
+            )
         return OpenTelemetryExport(
             self, meter_provider, tracer_provider=tracer_provider, spans=spans
         )

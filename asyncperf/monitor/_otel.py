@@ -258,7 +258,9 @@ class OpenTelemetryExport:
         self.meter = provider.get_meter(SCOPE, __version__)
         self.tracer: Tracer | None = None
         if spans:
-            tracers = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
+            tracers = (
+                tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
+            )
             self.tracer = tracers.get_tracer(SCOPE, __version__)
         self.closed = False
         self._observation = metrics.Observation
@@ -526,7 +528,7 @@ class HttpSpan:
         self._span.set_status(Status(StatusCode.ERROR, type(exc).__qualname__))
         self._span.set_attribute("error.type", type(exc).__qualname__)
 
-    def end(self, scope: Mapping[str, Any], status: int) -> None:
+    def end(self, scope: MutableMapping[str, Any], status: int) -> None:
         """Name, annotate and end the span (monitor endpoints' spans are dropped)."""
         from opentelemetry import context
         from opentelemetry.trace import Status, StatusCode
