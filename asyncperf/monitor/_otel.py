@@ -129,7 +129,12 @@ _CONSTANT_ATTRIBUTES: Final[dict[str, dict[str, str]]] = {
 }
 _INTEGER_ATTRIBUTES: Final = frozenset({"cpython.gc.generation"})
 # Families whose first words name a namespace: asyncperf_cache_hits -> asyncperf.cache.hits.
-_NAMESPACES: Final = ("http_server", "db_client", "event_loop", "python_gc")
+_NAMESPACES: Final = {
+    "http_server": "http.server",
+    "db_client": "db.client",
+    "event_loop": "event_loop",
+    "python_gc": "python.gc",
+}
 _UNITS: Final = (("_seconds", "s", True), ("_bytes", "By", True), ("_ratio", "1", False))
 
 
@@ -169,10 +174,10 @@ def otel_name(family: str, kinds: Iterable[str] = ()) -> tuple[str, str]:
             if strip:
                 rest = rest.removesuffix(suffix)
             break
-    spaces = sorted({*_NAMESPACES, *kinds}, key=len, reverse=True)
-    for space in spaces:
+    spaces = {**{kind: kind for kind in kinds}, **_NAMESPACES}
+    for space in sorted(spaces, key=len, reverse=True):
         if rest.startswith(space + "_"):
-            return f"asyncperf.{space.replace('_', '.')}.{rest[len(space) + 1 :]}", unit
+            return f"asyncperf.{spaces[space]}.{rest[len(space) + 1 :]}", unit
     head, _, tail = rest.partition("_")
     return (f"asyncperf.{head}.{tail}" if tail else f"asyncperf.{head}"), unit
 
