@@ -128,9 +128,7 @@ async def test_cache_counters_and_gauges_match_the_prometheus_text(
     found = metrics(reader)
     parsed = samples(monitor.prometheus_text())
     labels = frozenset({("cache", "users"), ("namespace", "")})
-    attributes = frozenset(
-        {("asyncperf.cache.name", "users"), ("asyncperf.cache.namespace", "")}
-    )
+    attributes = frozenset({("asyncperf.cache.name", "users"), ("asyncperf.cache.namespace", "")})
     assert parsed[("asyncperf_cache_hits_total", labels)] == 7
     assert parsed[("asyncperf_cache_misses_total", labels)] == 4
     assert by_attributes(found["asyncperf.cache.hits"])[attributes].value == 7
@@ -214,7 +212,7 @@ async def test_http_histograms_match_the_registry_on_a_real_server(
             total + point.sum,
             [a + b for a, b in zip(buckets, point.bucket_counts, strict=True)],
         )
-    registry = {values: child for values, child in monitor.http_duration.children()}
+    registry = dict(monitor.http_duration.children())
     assert set(merged) == set(registry)
     assert ("GET", "/items/{item_id}", "2xx") in merged
     assert ("GET", "/boom", "5xx") in merged
@@ -224,7 +222,9 @@ async def test_http_histograms_match_the_registry_on_a_real_server(
         assert total == pytest.approx(child.sum), key
         assert buckets == child.counts, key
     parsed = samples(text)
-    prometheus = frozenset({("method", "GET"), ("route", "/items/{item_id}"), ("status_class", "2xx")})
+    prometheus = frozenset(
+        {("method", "GET"), ("route", "/items/{item_id}"), ("status_class", "2xx")}
+    )
     items = merged[("GET", "/items/{item_id}", "2xx")][0]
     assert items == parsed[("asyncperf_http_server_request_duration_seconds_count", prometheus)]
     assert items == 30
@@ -236,7 +236,7 @@ async def test_http_histograms_match_the_registry_on_a_real_server(
     assert statuses == {200, 201}
     boom = next(p for p in points(duration) if p.attributes.get("http.route") == "/boom")
     assert boom.attributes["error.type"] == "500"
-    uploads = [p for p in points(found["http.server.request.body.size"])]
+    uploads = points(found["http.server.request.body.size"])
     assert [(p.count, p.sum) for p in uploads] == [(1, 5000)]
     responses = sum(p.count for p in points(found["http.server.response.body.size"]))
     assert responses == sum(child.count for _, child in monitor.http_response_size.children())
@@ -373,9 +373,7 @@ async def test_spans_carry_the_response_cache_decision_and_cache_operations(
     assert hit.attributes["asyncperf.cache.status"] == "hit"
     assert hit.attributes["http.route"] == "/products/{product_id}"
     assert hit.attributes["http.response.status_code"] == 200
-    assert hit.attributes["http.response.header.cache-status"] == (
-        second.headers["cache-status"],
-    )
+    assert hit.attributes["http.response.header.cache-status"] == (second.headers["cache-status"],)
     assert format(miss.context.trace_id, "032x") == "0af7651916cd43dd8448eb211c80319c"
     assert miss.parent is not None
     assert miss.parent.is_remote
@@ -402,7 +400,9 @@ async def test_traced_cache_operations(
     await traced.set_many({"c": 3})
     assert await traced.delete("c")
     assert traced.statistics().hits == cache.statistics().hits  # everything else forwards
-    found = {(s.name, s.attributes.get("asyncperf.cache.status")) for s in spans.get_finished_spans()}
+    found = {
+        (s.name, s.attributes.get("asyncperf.cache.status")) for s in spans.get_finished_spans()
+    }
     assert found == {
         ("set default", None),
         ("get default", "hit"),
