@@ -7,9 +7,10 @@ app.add_middleware(monitor.asgi_middleware)          # Starlette / FastAPI (pure
 app.mount("/_asyncperf", monitor.asgi_app())         # /metrics, /snapshot.json, / (dashboard)
 ```
 
-Importing this package imports neither starlette, aiohttp nor psutil: the aiohttp glue
-is imported by :meth:`PerformanceMonitor.aiohttp_middleware`, and psutil (optional,
-``asyncperf[monitor]``) when the monitor is built.
+Importing this package imports neither starlette, aiohttp, psutil nor OpenTelemetry: the
+aiohttp glue is imported by :meth:`PerformanceMonitor.aiohttp_middleware`, psutil
+(optional, ``asyncperf[monitor]``) when the monitor is built, and the OpenTelemetry API
+(optional, ``asyncperf[otel]``) by :meth:`PerformanceMonitor.instrument_otel`.
 """
 
 from ._asgi import MonitorApp, TimingMiddleware, route_template
@@ -29,6 +30,7 @@ from ._metrics import (
     log_buckets,
 )
 from ._monitor import PerformanceMonitor
+from ._otel import OpenTelemetryExport, TracedCache
 from ._process import ProcessCollector, ProcessSample
 from ._queries import StatementFingerprint, fingerprint
 from ._watch import ComponentMetric, MonitoredComponent, ProvidesMetrics
@@ -48,6 +50,7 @@ __all__ = [
     "MetricsRegistry",
     "MonitorApp",
     "MonitoredComponent",
+    "OpenTelemetryExport",
     "PerformanceMonitor",
     "ProcessCollector",
     "ProcessSample",
@@ -57,6 +60,7 @@ __all__ = [
     "SlowCallbackWatchdog",
     "StatementFingerprint",
     "TimingMiddleware",
+    "TracedCache",
     "estimate_quantile",
     "fingerprint",
     "log_buckets",

@@ -133,8 +133,17 @@ class TimingMiddleware:
 
         # A GET rarely has a body: not wrapping receive saves a closure per request.
         counter = None if method in _BODYLESS else _ReceiveCounter(receive)
+        # OpenTelemetry spans: one None check when no export is set up.
+        otel = self.monitor.otel
+        span = None if otel is None or SKIP in scope else otel.start_http_span(scope)
+        if span is not None:
+            send = span.wrap_send(send)
         try:
             await self.app(scope, receive if counter is None else counter, timed_send)
+        except BaseException as exc:
+            if span is not None:
+                span.failed(exc)
+            raise
         finally:
             duration = perf_counter() - start
             active.value -= 1
@@ -149,6 +158,8 @@ class TimingMiddleware:
                 if series is None:
                     series = self._resolve(scope, key)
                 series.record(duration, sent, 0 if counter is None else counter.received)
+            if span is not None:
+                span.end(scope, status)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the monitor's probes from startup until the app reports its shutdown."""

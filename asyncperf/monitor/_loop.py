@@ -76,12 +76,16 @@ class LoopLagProbe:
         self.clock = clock
         self.last = 0.0
         self._recent: deque[float] = deque(maxlen=max(1, int(window / interval)))
+        #: Also given every lag (the OpenTelemetry export sets it; ``None``: nothing).
+        self.mirror: Callable[[float], None] | None = None
 
     def record(self, lag: float) -> None:
         """Observe one lag measured elsewhere (a stall the watchdog saw); loop thread only."""
         self.histogram.observe(lag)
         self.last = lag
         self._recent.append(lag)
+        if self.mirror is not None:
+            self.mirror(lag)
 
     @property
     def max_recent(self) -> float:
@@ -98,6 +102,8 @@ class LoopLagProbe:
             observe(lag)
             self.last = lag
             self._recent.append(lag)
+            if self.mirror is not None:
+                self.mirror(lag)
 
 
 class SlowCallbackWatchdog:

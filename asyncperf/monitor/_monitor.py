@@ -40,8 +40,12 @@ from ._snapshot import build_snapshot
 from ._watch import CacheWatcher, ComponentWatcher
 
 if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
+
     from ._aiohttp import AiohttpMiddleware
     from ._asgi import ASGIApp, MonitorApp, TimingMiddleware
+    from ._otel import OpenTelemetryExport
 
 __all__ = ["PerformanceMonitor"]
 
@@ -55,14 +59,34 @@ _STATUS_CLASSES = {code: f"{code // 100}xx" for code in range(100, 600)}
 class HttpSeries:
     """The children one (method, route, status) triple records into."""
 
-    __slots__ = ("duration", "request_size", "response_size")
+    __slots__ = (
+        "duration",
+        "method",
+        "monitor",
+        "request_size",
+        "response_size",
+        "route",
+        "status",
+    )
 
     def __init__(
-        self, duration: HistogramChild, request_size: HistogramChild, response: HistogramChild
+        self,
+        duration: HistogramChild,
+        request_size: HistogramChild,
+        response: HistogramChild,
+        *,
+        monitor: PerformanceMonitor | None = None,
+        method: str = "",
+        route: str = "",
+        status: int = 0,
     ) -> None:
         self.duration = duration
         self.request_size = request_size
         self.response_size = response
+        self.monitor = monitor
+        self.method = method
+        self.route = route
+        self.status = status
 
     def record(self, duration: float, response_bytes: int, request_bytes: int = 0) -> None:
         """Record one request (a request body size only when there was a body)."""
@@ -70,6 +94,10 @@ class HttpSeries:
         self.response_size.observe(response_bytes)
         if request_bytes:
             self.request_size.observe(request_bytes)
+        # The OpenTelemetry mirror: one None check when no export is set up.
+        monitor = self.monitor
+        if monitor is not None and monitor.otel is not None:
+            monitor.otel.record_http(self, duration, response_bytes, request_bytes)
 
 
 class PerformanceMonitor:
@@ -229,6 +257,8 @@ class PerformanceMonitor:
             if self.multiprocess_dir is not None
             else None
         )
+        #: The OpenTelemetry export set up by :meth:`instrument_otel` (``None``: none).
+        self.otel: OpenTelemetryExport | None = None
 
     # -- recording ------------------------------------------------------------------------
 
@@ -246,6 +276,10 @@ class PerformanceMonitor:
             self.http_duration.labels(*labels),
             self.http_request_size.labels(*labels),
             self.http_response_size.labels(*labels),
+            monitor=self,
+            method=method,
+            route=route,
+            status=status,
         )
         if len(self._series) < self._max_series and method != "_OTHER":
             self._series[key] = found
@@ -298,6 +332,8 @@ class PerformanceMonitor:
             self._caches.append(
                 CacheWatcher(component, self._unique("cache", base, name), self.cache_latency)
             )
+            if self.otel is not None:
+                self.otel.refresh()
             return
         if not callable(getattr(component, "statistics", None)):
             raise ConfigurationError(
@@ -315,6 +351,8 @@ class PerformanceMonitor:
             self._caches.append(
                 CacheWatcher(view, self._unique("cache", watcher.name, None), self.cache_latency)
             )
+        if self.otel is not None:
+            self.otel.refresh()
 
     def _unique(self, kind: str, base: str, explicit: str | None) -> str:
         candidate, number = base, 1
@@ -339,6 +377,40 @@ class PerformanceMonitor:
                 view = getattr(component, "cache", None)
                 if isinstance(view, Cache) and view is not component:
                     self.unwatch(view)
+
+    # -- OpenTelemetry --------------------------------------------------------------------
+
+    def instrument_otel(
+        self,
+        meter_provider: MeterProvider | None = None,
+        *,
+        tracer_provider: TracerProvider | None = None,
+        spans: bool = True,
+    ) -> OpenTelemetryExport:
+        """Export this monitor's metrics (and, optionally, spans) through OpenTelemetry.
+
+        Counters and gauges are read from the registry at each collection; histograms get
+        each observation from now on, on the registry's bounds (``_otel.py`` says why).
+
+        Args:
+            meter_provider: Where the instruments live (default: the global provider).
+            tracer_provider: Where spans go (default: the global provider).
+            spans: A server span per request the ASGI middleware times, with the
+                response cache's decision as ``asyncperf.cache.status``.
+
+        Raises:
+            ImportError: opentelemetry-api is missing (``pip install 'asyncperf[otel]'``).
+            ConfigurationError: This monitor already has an open export.
+        """
+        from ._otel import OpenTelemetryExport
+
+        if self.otel is not None:
+            raise ConfigurationError(
+                "this PerformanceMonitor is already exported; close() it first"
+            )
+        return OpenTelemetryExport(
+            self, meter_provider, tracer_provider=tracer_provider, spans=spans
+        )
 
     # -- asyncpg --------------------------------------------------------------------------
 
@@ -434,8 +506,10 @@ class PerformanceMonitor:
 
     async def probe_caches(self) -> None:
         """Time a few hits (and a miss) on every watched cache now."""
+        otel = self.otel
+        mirror = otel.record_cache_probe if otel is not None else None
         for watcher in list(self._caches):
-            await watcher.probe(self.cache_probe_samples)
+            await watcher.probe(self.cache_probe_samples, mirror=mirror)
 
     async def __aenter__(self) -> PerformanceMonitor:
         group = anyio.create_task_group()

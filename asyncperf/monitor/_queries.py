@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +77,10 @@ class QueryRecorder:
         self.statements: dict[str, StatementFingerprint] = {}
         self._cache: OrderedDict[str, StatementFingerprint] = OrderedDict()
         self._cache_size = cache_size
+        #: Also given every statement (the OpenTelemetry export sets it; ``None``: nothing).
+        self.mirror: Callable[[StatementFingerprint, float, BaseException | None], None] | None = (
+            None
+        )
 
     def fingerprint(self, sql: str) -> StatementFingerprint:
         """Return the (remembered) fingerprint of ``sql``."""
@@ -97,6 +102,8 @@ class QueryRecorder:
         self.duration.labels(found.operation, found.id).observe(elapsed)
         if exception is not None:
             self.errors.labels(found.operation, found.id, type(exception).__name__).inc()
+        if self.mirror is not None:
+            self.mirror(found, elapsed, exception)
 
     def __call__(self, record: Any) -> None:
         """The asyncpg query logger: ``connection.add_query_logger(recorder)``."""

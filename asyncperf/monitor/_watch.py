@@ -12,7 +12,7 @@ import dataclasses
 import math
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -283,11 +283,14 @@ class CacheWatcher:
         self._probe_view: Cache | None = None
         self.probe_errors = 0
 
-    async def probe(self, samples: int) -> None:
+    async def probe(
+        self, samples: int, *, mirror: Callable[[str, str, float], None] | None = None
+    ) -> None:
         """Time ``samples`` hits and one miss through a private namespace view.
 
         The view shares the store (and so its latency) but keeps its own counters, so
-        the watched cache's hit rate is not disturbed.
+        the watched cache's hit rate is not disturbed. ``mirror(cache, result, seconds)``
+        is also given each timing (the OpenTelemetry export).
         """
         view = self._probe_view
         if view is None:
@@ -302,9 +305,14 @@ class CacheWatcher:
                 elapsed = clock() - start
                 if found is not _MISSING:
                     self._latency_hit.observe(elapsed)
+                    if mirror is not None:
+                        mirror(self.name, "hit", elapsed)
             start = clock()
             await view.get("absent", _MISSING)
-            self._latency_miss.observe(clock() - start)
+            elapsed = clock() - start
+            self._latency_miss.observe(elapsed)
+            if mirror is not None:
+                mirror(self.name, "miss", elapsed)
         except Exception:
             self.probe_errors += 1
 
