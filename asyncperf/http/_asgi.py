@@ -18,13 +18,11 @@ from ._cache import ResponseCache
 from ._route import route_policy_of
 from ._types import (
     BYPASS,
-    GATEWAY_TIMEOUT,
-    HIT,
+    FROM_CACHE,
     MISS,
     REVALIDATE,
     SAFE_METHODS,
     SERVER_ERRORS,
-    STALE,
     Lookup,
     Reply,
     RequestView,
@@ -177,19 +175,12 @@ class ResponseCacheMiddleware:
                 await self._unsafe(scope, receive, send, request)
             return
         lookup = await rc.lookup(request)
-        action = lookup.action
         head = method == "HEAD"
-        if action == HIT:
-            assert lookup.entry is not None
-            reply = await rc.serve(
-                request, lookup.entry, HIT, key=lookup.key, age=lookup.age, byte_range=lookup.range
-            )
-            await _send_reply(send, reply, head=head)
-        elif action == STALE:
-            assert lookup.entry is not None
-            revalidate = lookup.forward != "" and rc.claim_revalidation(lookup)
+        if lookup.action in FROM_CACHE:
+            revalidate = rc.revalidates_after(lookup)
             body = await _read_body(receive) if revalidate else b""
-            reply = await rc.serve(request, lookup.entry, STALE, key=lookup.key, age=lookup.age)
+            reply = await rc.cached_reply(request, lookup)
+            assert reply is not None
             await _send_reply(send, reply, head=head)
             if revalidate:
                 # The client has its whole answer; the revalidation runs after it, in this
@@ -206,9 +197,7 @@ class ResponseCacheMiddleware:
                     )
                 finally:
                     rc.release_revalidation(lookup)
-        elif action == GATEWAY_TIMEOUT:
-            await _send_reply(send, rc.gateway_timeout(), head=head)
-        elif action == BYPASS:
+        elif lookup.action == BYPASS:
             await self._pass_through(scope, receive, send)
         else:
             try:
@@ -473,25 +462,17 @@ class _Capture:
                     response_time=self.response_time,
                 )
             elif mode == _NOT_MODIFIED:
-                entry = await rc.refresh(
+                confirmed = await rc.not_modified(
                     request,
                     lookup,
                     headers=self.headers,
                     route=self._route(),
                     request_time=self.request_time,
                     response_time=self.response_time,
+                    background=self.background,
                 )
-                if not self.background:
-                    rc.count_revalidated_hit()
-                    reply = await rc.serve(
-                        request,
-                        entry,
-                        HIT,
-                        key=lookup.key,
-                        age=entry.plan.initial_age,
-                        cache_status="asyncperf; fwd=stale; fwd-status=304",
-                    )
-                    await self._send_reply(reply)
+                if confirmed is not None:
+                    await self._send_reply(confirmed)
             elif mode == _ERROR_STALE:
                 await self.answer_stale(
                     f"asyncperf; fwd=stale; fwd-status={int(self.start['status'])}"
@@ -508,17 +489,7 @@ class _Capture:
         """Answer with the stale entry instead of the app's error (stale-if-error)."""
         if self.background:
             return
-        entry = self.lookup.entry
-        assert entry is not None
-        self.rc.count_stale_if_error()
-        reply = await self.rc.serve(
-            self.request,
-            entry,
-            STALE,
-            key=self.lookup.key,
-            age=self.lookup.age,
-            cache_status=cache_status,
-        )
+        reply = await self.rc.stale_instead(self.request, self.lookup, cache_status)
         await self._send_reply(reply)
 
     async def close(self) -> None:

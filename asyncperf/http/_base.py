@@ -81,14 +81,6 @@ class ResponseCacheBase:
         """Count a request the cache let through without looking up."""
         self._bypasses += 1
 
-    def count_revalidated_hit(self) -> None:
-        """Count an entry served after the app confirmed it with a 304."""
-        self._hits += 1
-
-    def count_stale_if_error(self) -> None:
-        """Count a stale entry served in place of an error from the app."""
-        self._stale += 1
-
     def count_error(self) -> None:
         """Count a failed background revalidation."""
         self._errors += 1

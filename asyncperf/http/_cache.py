@@ -1,11 +1,14 @@
-"""ResponseCache: the facade, its options, the lookup and invalidation.
+"""ResponseCache: the facade, its options, the lookup, the dispatch and invalidation.
 
-The framework glue turns a request into a :class:`RequestView`, asks :meth:`lookup`
-what to do (the reuse rules are :func:`~asyncperf.http._policy.decide_reuse`, sans-IO),
-and hands the app's response to :meth:`ResponseCache.complete` (buffered bodies),
-:meth:`ResponseCache.refresh` (a 304 to a revalidation) or
-:meth:`ResponseCache.store_streamed`; it sends the :class:`Reply` it gets back. The
-layers below (``_base`` to ``_ingest``) each hold one part of that work.
+The framework glue (``_asgi.py``, ``aiohttp.py``) only moves bytes. It turns a request
+into a :class:`RequestView` and asks :meth:`lookup` what to do (the reuse rules are
+:func:`~asyncperf.http._policy.decide_reuse`, sans-IO). A lookup in ``FROM_CACHE`` gets
+its reply from :meth:`ResponseCache.cached_reply` (and :meth:`revalidates_after` says
+whether that request then revalidates the entry); otherwise the app's answer goes to
+:meth:`ResponseCache.complete` (buffered bodies), :meth:`not_modified` (a 304 to a
+revalidation), :meth:`stale_instead` (stale-if-error) or :meth:`store_streamed`, and the
+glue sends the :class:`Reply` it gets back. The layers below (``_base`` to ``_ingest``)
+each hold one part of that work.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from ._conditional import FORWARD, parse_range
 from ._ingest import Ingest
 from ._keys import normalize_path, prefix_tag, url_target
 from ._policy import HEURISTIC_FRACTION, current_age, decide_reuse, parse_directives
+from ._route import RoutePolicy
 from ._stored import StoredResponse
 from ._types import (
     BYPASS,
@@ -36,6 +40,7 @@ from ._types import (
     MISS,
     STALE,
     Lookup,
+    Reply,
     RequestView,
     ResponseCacheStatistics,
 )
@@ -350,6 +355,71 @@ class ResponseCache(Ingest):
         elif action != GATEWAY_TIMEOUT:
             self._revalidations += 1
         return Lookup(action, primary, key, found, age, stale_if_error, forward)
+
+    # -- the dispatch both glues share (ASGI, aiohttp): they only move bytes -------------
+
+    async def cached_reply(self, request: RequestView, lookup: Lookup) -> Reply | None:
+        """Return the reply a lookup gets without the app: a hit (or its range), a stale
+        answer or the ``only-if-cached`` 504; ``None`` when the app must answer."""
+        action, entry = lookup.action, lookup.entry
+        if action == HIT:
+            assert entry is not None
+            return await self.serve(
+                request, entry, HIT, key=lookup.key, age=lookup.age, byte_range=lookup.range
+            )
+        if action == STALE:
+            assert entry is not None
+            return await self.serve(request, entry, STALE, key=lookup.key, age=lookup.age)
+        if action == GATEWAY_TIMEOUT:
+            return self.gateway_timeout()
+        return None
+
+    def revalidates_after(self, lookup: Lookup) -> bool:
+        """Whether this request, answered stale, revalidates the entry after its reply
+        (stale-while-revalidate: at most one such request per entry at a time)."""
+        return lookup.action == STALE and lookup.forward != "" and self.claim_revalidation(lookup)
+
+    async def not_modified(
+        self,
+        request: RequestView,
+        lookup: Lookup,
+        *,
+        headers: list[tuple[str, str]],
+        route: RoutePolicy | None,
+        request_time: float,
+        response_time: float,
+        background: bool,
+    ) -> Reply | None:
+        """Apply the app's 304 to the stored entry (RFC 9111 §4.3.4); return the hit to
+        send, or ``None`` for a background revalidation (its client has its answer)."""
+        entry = await self.refresh(
+            request,
+            lookup,
+            headers=headers,
+            route=route,
+            request_time=request_time,
+            response_time=response_time,
+        )
+        if background:
+            return None
+        self._hits += 1  # the entry answers, confirmed
+        return await self.serve(
+            request,
+            entry,
+            HIT,
+            key=lookup.key,
+            age=entry.plan.initial_age,
+            cache_status="asyncperf; fwd=stale; fwd-status=304",
+        )
+
+    async def stale_instead(self, request: RequestView, lookup: Lookup, cache_status: str) -> Reply:
+        """Return the stale entry as the answer to the app's error (stale-if-error)."""
+        entry = lookup.entry
+        assert entry is not None
+        self._stale += 1
+        return await self.serve(
+            request, entry, STALE, key=lookup.key, age=lookup.age, cache_status=cache_status
+        )
 
     def claim_revalidation(self, lookup: Lookup) -> bool:
         """Return True for the one caller that should revalidate this stale entry now."""

@@ -12,6 +12,7 @@ from ._stored import StoredResponse
 
 __all__ = [
     "BYPASS",
+    "FROM_CACHE",
     "GATEWAY_TIMEOUT",
     "HIT",
     "MISS",
@@ -28,6 +29,8 @@ __all__ = [
 
 MISS: Final = "MISS"
 BYPASS: Final = "BYPASS"
+# The lookups answered without the app (ResponseCache.cached_reply).
+FROM_CACHE: Final = frozenset({HIT, STALE, GATEWAY_TIMEOUT})
 
 SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 # Answers stale-if-error may replace (RFC 5861 §4: any 500-599).

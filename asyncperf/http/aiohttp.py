@@ -29,13 +29,11 @@ from ._cache import ResponseCache
 from ._route import RoutePolicy, route_policy_of
 from ._types import (
     BYPASS,
-    GATEWAY_TIMEOUT,
-    HIT,
+    FROM_CACHE,
     MISS,
     REVALIDATE,
     SAFE_METHODS,
     SERVER_ERRORS,
-    STALE,
     Lookup,
     Reply,
     RequestView,
@@ -161,21 +159,14 @@ def response_cache_middleware(response_cache: ResponseCache) -> Middleware:
             _mark(rc, response, BYPASS, cacheable=False)
             return response
         lookup = await rc.lookup(view)
-        action = lookup.action
-        if action == HIT:
-            assert lookup.entry is not None
-            reply = await rc.serve(
-                view, lookup.entry, HIT, key=lookup.key, age=lookup.age, byte_range=lookup.range
-            )
-            return _to_response(reply)
-        if action == STALE:
-            assert lookup.entry is not None
-            reply = await rc.serve(view, lookup.entry, STALE, key=lookup.key, age=lookup.age)
-            stale = _to_response(reply)
-            if lookup.forward != "" and rc.claim_revalidation(lookup):
+        if lookup.action in FROM_CACHE:
+            reply = await rc.cached_reply(view, lookup)
+            assert reply is not None
+            answer = _to_response(reply)
+            if rc.revalidates_after(lookup):
                 # Send the stale answer first, then revalidate within this request.
-                await stale.prepare(request)
-                await stale.write_eof()
+                await answer.prepare(request)
+                await answer.write_eof()
                 try:
                     await _fetch(rc, request, handler, view, lookup, route, background=True)
                 except Exception:
@@ -185,10 +176,8 @@ def response_cache_middleware(response_cache: ResponseCache) -> Middleware:
                     )
                 finally:
                     rc.release_revalidation(lookup)
-            return stale
-        if action == GATEWAY_TIMEOUT:
-            return _to_response(rc.gateway_timeout())
-        if action == BYPASS:
+            return answer
+        if lookup.action == BYPASS:
             response = await handler(request)
             _mark(rc, response, BYPASS, cacheable=False)
             return response
@@ -206,12 +195,7 @@ def response_cache_middleware(response_cache: ResponseCache) -> Middleware:
 async def _answer_stale(
     rc: ResponseCache, view: RequestView, lookup: Lookup, cache_status: str
 ) -> web.Response:
-    assert lookup.entry is not None
-    rc.count_stale_if_error()
-    reply = await rc.serve(
-        view, lookup.entry, STALE, key=lookup.key, age=lookup.age, cache_status=cache_status
-    )
-    return _to_response(reply)
+    return _to_response(await rc.stale_instead(view, lookup, cache_status))
 
 
 async def _fetch(
@@ -256,26 +240,16 @@ async def _fetch(
     response_time = rc.now()
     status = response.status
     if validating and status == 304:
-        refreshed = await rc.refresh(
+        reply = await rc.not_modified(
             view,
             lookup,
             headers=_response_headers(response),
             route=route,
             request_time=request_time,
             response_time=response_time,
+            background=background,
         )
-        if background:
-            return None
-        rc.count_revalidated_hit()
-        reply = await rc.serve(
-            view,
-            refreshed,
-            HIT,
-            key=lookup.key,
-            age=refreshed.plan.initial_age,
-            cache_status="asyncperf; fwd=stale; fwd-status=304",
-        )
-        return _to_response(reply)
+        return None if reply is None else _to_response(reply)
     if can_replace and status in SERVER_ERRORS:
         return await _answer_stale(rc, view, lookup, f"asyncperf; fwd=stale; fwd-status={status}")
     if validating and view.method == "HEAD":  # a HEAD that revalidated a stored GET
