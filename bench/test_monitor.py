@@ -7,6 +7,11 @@ Groups:
   (floor), asyncperf ``TimingMiddleware``, prometheus-fastapi-instrumentator 8 and
   starlette-exporter, each at its defaults.
 - ``monitor-httpx``: the same apps through ``httpx.ASGITransport`` (what the issue names).
+- ``monitor-watchdog``: the same direct-ASGI route with ``TimingMiddleware``, its
+  PerformanceMonitor stopped (floor) and running (lag probe, heartbeat watchdog and its
+  sampling thread, process sampler): what the running probes add to each request. Each
+  request yields to the loop once (``asyncio.sleep(0)``, in both variants) so the ticker's
+  timers fire among the requests as they would under a server.
 - ``monitor-observe``: one histogram observation with three labels resolved once
   (prometheus_client's cached child is the floor), resolved on every call, and without
   labels.
@@ -216,3 +221,46 @@ def test_idle_cost_of_the_probes(abench: AsyncBench) -> None:
         abench.note(
             f"  monitor-idle: a running PerformanceMonitor adds {added:.2f} ms CPU per second"
         )
+
+
+WATCHDOG_VARIANTS = ["monitor stopped", "monitor running"]
+
+
+@pytest.mark.benchmark(group="monitor-watchdog")
+@pytest.mark.parametrize("variant", WATCHDOG_VARIANTS)
+def test_added_latency_of_the_running_watchdog(abench: AsyncBench, variant: str) -> None:
+    app, monitor = asyncperf_app()
+    running = variant == "monitor running"
+
+    async def body(keys: Sequence[str]) -> None:
+        for index in range(len(keys)):
+            await app(get_scope(f"/items/{index % 100}"), receive, send)
+            # Without a yield the ticker would never run among the requests (and would
+            # count the whole round as one stall).
+            await asyncio.sleep(0)
+
+    async def started() -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(monitor.run())
+        while monitor._watchdog.heartbeats < 2:
+            await asyncio.sleep(0.005)
+        return task
+
+    task = abench.run(started()) if running else None
+    try:
+        abench.measure(body, label=variant, floor=not running)
+    finally:
+        if task is not None:
+            abench.run(monitor.stop())
+            abench.run(task)
+    assert monitor.http_duration.labels("GET", "/items/{item_id}", "2xx").count > 0
+    if running:
+        assert monitor._watchdog.heartbeats > 2
+        abench.target(variant, "max_ratio", 1.1, "the running probes add <= 10% a request")
+        rows = {r.label: r.value for r in REPORT.results if r.group == "monitor-watchdog"}
+        if len(rows) == len(WATCHDOG_VARIANTS):
+            added = rows["monitor running"] - rows["monitor stopped"]
+            abench.note(
+                f"  monitor-watchdog: the running probes add {added:+.0f} ns a request "
+                f"({rows['monitor stopped'] / 1000:.2f} -> {rows['monitor running'] / 1000:.2f}"
+                " µs, TimingMiddleware included in both)"
+            )
