@@ -7,6 +7,11 @@ Groups:
   (floor), asyncperf ``TimingMiddleware``, prometheus-fastapi-instrumentator 8 and
   starlette-exporter, each at its defaults.
 - ``monitor-httpx``: the same apps through ``httpx.ASGITransport`` (what the issue names).
+- ``monitor-watchdog``: the same direct-ASGI route with ``TimingMiddleware``, its
+  PerformanceMonitor stopped (floor) and running (lag probe, heartbeat watchdog and its
+  sampling thread, process sampler): what the running probes add to each request. Each
+  request yields to the loop once (``asyncio.sleep(0)``, in both variants) so the ticker's
+  timers fire among the requests as they would under a server.
 - ``monitor-observe``: one histogram observation with three labels resolved once
   (prometheus_client's cached child is the floor), resolved on every call, and without
   labels.
@@ -18,6 +23,8 @@ overhead than both peers; asyncperf's observe cheaper than prometheus_client's.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import statistics
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -33,7 +40,7 @@ from starlette.routing import Route
 
 from asyncperf.monitor import Histogram, PerformanceMonitor
 from bench._asgi import get_scope, receive, send
-from bench._data import QUICK
+from bench._data import OPS, QUICK, ROUNDS, WARMUP_ROUNDS
 from bench.conftest import REPORT, AsyncBench
 
 HTTPX_OPS = 200 if QUICK else 3_000
@@ -215,4 +222,55 @@ def test_idle_cost_of_the_probes(abench: AsyncBench) -> None:
         added = (results["idle loop + PerformanceMonitor"] - results["idle loop"]) * 1000
         abench.note(
             f"  monitor-idle: a running PerformanceMonitor adds {added:.2f} ms CPU per second"
+        )
+
+
+@pytest.mark.benchmark(group="monitor-watchdog")
+def test_added_latency_of_the_running_watchdog(abench: AsyncBench) -> None:
+    """Per request, with the monitor stopped and running, in alternating rounds: the two
+    variants share the machine's moment (separate tests differed by 2x on a busy VM)."""
+    app, monitor = asyncperf_app()
+    times: dict[str, list[float]] = {"monitor stopped": [], "monitor running": []}
+
+    async def requests() -> float:
+        started = time.perf_counter()
+        for index in range(OPS):
+            await app(get_scope(f"/items/{index % 100}"), receive, send)
+            # Without a yield the ticker would never run among the requests (and would
+            # count the whole round as one stall).
+            await asyncio.sleep(0)
+        return (time.perf_counter() - started) / OPS
+
+    async def running() -> float:
+        beats = monitor._watchdog.heartbeats
+        task = asyncio.get_running_loop().create_task(monitor.run())
+        try:
+            while monitor._watchdog.heartbeats < beats + 2:
+                await asyncio.sleep(0.005)
+            return await requests()
+        finally:
+            await monitor.stop()
+            await task
+
+    rounds = itertools.count()
+
+    def pair() -> None:
+        order = [("monitor stopped", requests), ("monitor running", running)]
+        for label, run in order if next(rounds) % 2 else order[::-1]:
+            times[label].append(abench.run(run()))
+
+    abench.benchmark.pedantic(pair, rounds=ROUNDS, iterations=1, warmup_rounds=WARMUP_ROUNDS)
+    assert monitor.http_duration.labels("GET", "/items/{item_id}", "2xx").count > 0
+    assert monitor._watchdog.heartbeats > 2
+    assert not monitor.running
+    if abench.enabled:
+        median = {label: statistics.median(values) * 1e9 for label, values in times.items()}
+        for label, value in median.items():
+            abench.record(label, value, "ns/op", floor=label == "monitor stopped")
+        abench.target("monitor running", "max_ratio", 1.1, "the running probes add <= 10%")
+        added = median["monitor running"] - median["monitor stopped"]
+        abench.note(
+            f"  monitor-watchdog: the running probes add {added:+.0f} ns a request "
+            f"({median['monitor stopped'] / 1000:.2f} -> {median['monitor running'] / 1000:.2f}"
+            f" µs, TimingMiddleware in both; medians of {ROUNDS} alternating rounds)"
         )

@@ -101,6 +101,10 @@ def _loop(monitor: PerformanceMonitor) -> dict[str, Any]:
         "max_recent_seconds": probe.max_recent,
         "tasks": monitor._tasks,
         "slow_callbacks": monitor.slow_callbacks.value,
+        # What the dashboard's stall panel says when the list is empty: none over this
+        # many seconds, or (None) that the watchdog is off.
+        "slow_callback_threshold_seconds": monitor.slow_callback_threshold,
+        # Bounded: the watchdog keeps its last ``keep`` stalls (20), 8 frames each.
         "recent_slow_callbacks": [
             {
                 "at": s.at,
