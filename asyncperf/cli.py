@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Sequence
 
 from . import __version__
@@ -21,6 +22,16 @@ def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= 10_000:
+        raise argparse.ArgumentTypeError(f"must be requests/s from 0 to 10000, got {text}")
     return value
 
 
@@ -79,6 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
         const="127.0.0.1:8000",
         type=_bind,
         help="then serve the app with uvicorn, dashboard at /_asyncperf/ (127.0.0.1:8000)",
+    )
+    demo.add_argument(
+        "--serve-load",
+        metavar="RATE",
+        type=_rate,
+        default=20.0,
+        help="while serving, send the app this many requests/s of the tour's traffic, "
+        "so the dashboard moves; 0 sends none (20)",
     )
     from .db._cli import add_parser as add_db_parser  # imports neither asyncpg nor pglast
 

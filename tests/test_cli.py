@@ -90,6 +90,15 @@ def test_demo_rejects_a_bad_serve_address(capsys: pytest.CaptureFixture[str]) ->
     assert build_parser().parse_args(["demo", "--serve"]).serve == "127.0.0.1:8000"
 
 
+@pytest.mark.parametrize("rate", ["-1", "fast", "nan", "20000"])
+def test_demo_rejects_a_bad_serve_load(rate: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["demo", "--serve", "--serve-load", rate])
+    assert f"must be requests/s from 0 to 10000, got {rate}" in capsys.readouterr().err
+    assert build_parser().parse_args(["demo", "--serve-load", "0"]).serve_load == 0.0
+    assert build_parser().parse_args(["demo"]).serve_load == 20.0
+
+
 def _redis_keys(pattern: str) -> list[bytes]:
     import redis
 
@@ -166,6 +175,18 @@ def _free_port() -> int:
         return port
 
 
+def _served_requests(metrics: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(metrics)
+        if family.name == "asyncperf_http_server_request_duration_seconds"
+        for sample in family.samples
+        if sample.name.endswith("_count")
+    )
+
+
 @pytest.mark.slow
 def test_demo_serve_keeps_the_app_and_dashboard_running() -> None:
     import signal
@@ -198,6 +219,11 @@ def test_demo_serve_keeps_the_app_and_dashboard_running() -> None:
         assert "asyncperf_http_server_request_duration_seconds" in names
         assert "asyncperf_cache_hits" in names
         assert any(name.startswith("asyncperf_llm_cache_") for name in names)
+        # The demo's own background traffic moves the dashboard with nobody driving it.
+        before = _served_requests(metrics.text)
+        time.sleep(2.0)
+        after = _served_requests(httpx.get(f"{base}/_asyncperf/metrics", timeout=5).text)
+        assert after - before >= 10, (before, after)  # 20 requests/s by default
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
     finally:
@@ -206,4 +232,5 @@ def test_demo_serve_keeps_the_app_and_dashboard_running() -> None:
             proc.communicate()
     assert proc.returncode == 0, err
     assert f"dashboard: {base}/_asyncperf/" in out
+    assert "load:      20 requests/s of the tour's traffic" in out
     assert "stopped; cleaning up" in out

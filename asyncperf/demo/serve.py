@@ -1,4 +1,5 @@
-"""``asyncperf demo --serve``: keep the cached app running under uvicorn until a signal.
+"""``asyncperf demo --serve``: keep the cached app running under uvicorn until a signal,
+with a light stream of the tour's own traffic so the dashboard has something to show.
 
 :func:`parse_bind` checks ``HOST:PORT`` with the standard library only, so the command
 line can validate ``--serve`` before anything else loads; uvicorn is imported when serving.
@@ -8,7 +9,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import itertools
 import signal
+from collections.abc import Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, TextIO
 
@@ -28,7 +32,27 @@ def parse_bind(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-async def serve(app: Starlette, bind: str, out: TextIO) -> None:
+async def _background_load(base: str, plan: list[tuple[str, str]], rate: float) -> None:
+    """GET the plan's URLs from ``base`` over and over, ``rate`` requests a second."""
+    import httpx
+
+    async with httpx.AsyncClient(base_url=base, timeout=10.0) as client:
+        for _, url in itertools.cycle(plan):
+            with contextlib.suppress(httpx.HTTPError):  # the server is stopping, or busy
+                await client.get(url)
+            await asyncio.sleep(1.0 / rate)
+
+
+async def serve(
+    app: Starlette,
+    bind: str,
+    out: TextIO,
+    *,
+    plan: Sequence[tuple[str, str]] = (),
+    rate: float = 0.0,
+) -> None:
+    """Serve ``app`` on ``bind`` until SIGINT/SIGTERM; with ``rate`` > 0, also send it
+    ``plan``'s requests (the tour's traffic) at ``rate`` a second through the socket."""
     import uvicorn
 
     host, port = parse_bind(bind)
@@ -41,6 +65,7 @@ async def serve(app: Starlette, bind: str, out: TextIO) -> None:
 
     handled = (signal.SIGINT, signal.SIGTERM)
     previous = {sig: signal.signal(sig, stop) for sig in handled}
+    load: asyncio.Task[None] | None = None
     try:
         serving = asyncio.create_task(server.serve())
         while not serving.done():  # announce the URLs once the socket listens
@@ -54,10 +79,22 @@ async def serve(app: Starlette, bind: str, out: TextIO) -> None:
                     file=out,
                     flush=True,
                 )
+                if rate > 0 and plan:
+                    load = asyncio.create_task(_background_load(base, list(plan), rate))
+                    print(
+                        f"  load:      {rate:g} requests/s of the tour's traffic, so the "
+                        "dashboard moves (--serve-load 0: none)",
+                        file=out,
+                        flush=True,
+                    )
                 break
             await asyncio.sleep(0.02)
         await serving
     finally:
+        if load is not None:
+            load.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await load
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     print("stopped; cleaning up", file=out, flush=True)

@@ -94,7 +94,8 @@ async def _tour(args: argparse.Namespace) -> int:
             await db.watch(_required(tour.db_cache))
         app = await _app_part(tour, out)
         if args.serve:
-            await serve(app, args.serve, out)
+            plan = make_plan(1000, args.seed, tour.db is not None)
+            await serve(app, args.serve, out, plan=plan, rate=args.serve_load)
         return 0
     finally:
         try:
