@@ -14,6 +14,7 @@ from .._exceptions import BackendUnavailable, ConfigurationError
 from ._entry import Entry
 from ._journal import JournalFile, Pending
 from ._memory import _LOCK_READS, MemoryStore
+from ._policy import check_positive_int
 from ._redis import RedisStore
 from ._store import BaseStore, StoreHealth
 
@@ -94,8 +95,7 @@ class FallbackStore(BaseStore):
             raise ConfigurationError(
                 f"the fallback must be a MemoryStore, got {type(fallback).__name__}"
             )
-        if isinstance(journal_size, bool) or not isinstance(journal_size, int) or journal_size < 1:
-            raise ConfigurationError(f"journal_size must be a positive int, got {journal_size!r}")
+        check_positive_int(journal_size, "journal_size")
         self.primary = primary
         self.fallback = fallback
         # Entry times must mean the same thing in both stores.
