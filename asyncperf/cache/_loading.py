@@ -7,6 +7,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from typing import Any, Final
 
 import anyio
@@ -82,7 +83,8 @@ class Loading(CacheBase):
             if flight is None:
                 flight = flights[key] = Flight()
                 if policy.lock == "distributed" and self._leases_usable():
-                    return await lead_distributed(self, key, flight, loader, policy, tags, stale)
+                    lead = partial(self._lead, key, flight, loader, policy, tags, stale)
+                    return await lead_distributed(self, key, flight, lead)
                 return await self._lead(key, flight, loader, policy, tags, stale)
             self._coalesced += 1
             ending = await flight.outcome()
