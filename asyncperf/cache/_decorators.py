@@ -171,7 +171,7 @@ class CachedFunction(Generic[P, R]):
 
     def refresh(self, *args: Any, **kwargs: Any) -> Any:
         """Recompute and store the result for these arguments, and return it."""
-        return self._call(args, kwargs, True)
+        return self._call(args, kwargs, refresh=True)
 
 
 class AsyncCachedFunction(CachedFunction[P, R]):
@@ -203,7 +203,7 @@ class _Bound:
         return self._function._invalidate((self._self, *args), kwargs)
 
     def refresh(self, *args: Any, **kwargs: Any) -> Any:
-        return self._function._call((self._self, *args), kwargs, True)
+        return self._function._call((self._self, *args), kwargs, refresh=True)
 
     def key_for(self, *args: Any, **kwargs: Any) -> str:
         return self._function.key_for(self._self, *args, **kwargs)
