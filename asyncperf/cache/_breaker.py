@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from .._exceptions import ConfigurationError
+from ._policy import check_positive_int
 
 __all__ = ["BreakerStatistics", "CircuitBreaker"]
 
@@ -80,14 +81,7 @@ class CircuitBreaker:
         name: str = "store",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if (
-            isinstance(failure_threshold, bool)
-            or not isinstance(failure_threshold, int)
-            or failure_threshold < 1
-        ):
-            raise ConfigurationError(
-                f"failure_threshold must be a positive int, got {failure_threshold!r}"
-            )
+        check_positive_int(failure_threshold, "failure_threshold")
         if (
             isinstance(recovery_time, bool)
             or not isinstance(recovery_time, int | float)

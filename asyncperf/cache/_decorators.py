@@ -137,8 +137,11 @@ class CachedFunction(Generic[P, R]):
             cls = AsyncCachedFunction
         return super().__new__(cls)
 
-    def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if self._condition is not None and not self._condition(*args, **kwargs):
+    def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any], refresh: bool = False) -> Any:
+        # One body for calls and refreshes (a refresh loads now, whatever is cached, and
+        # ignores ``condition``); a flag rather than a shared helper keeps a call at one
+        # Python frame before the cache.
+        if not refresh and self._condition is not None and not self._condition(*args, **kwargs):
             return self._func(*args, **kwargs)
         key, tags = self._key_and_tags(args, kwargs)
         cache = self.cache
@@ -150,8 +153,10 @@ class CachedFunction(Generic[P, R]):
             return func(*args, **kwargs)
 
         if self._is_async:
-            return cache._get_or_load(full, loader, self._policy, checked_tags)
-        return cache._get_or_load_sync(full, loader, self._policy, checked_tags)
+            load = cache._load_now if refresh else cache._get_or_load
+        else:
+            load = cache._refresh_sync if refresh else cache._get_or_load_sync
+        return load(full, loader, self._policy, checked_tags)
 
     def _invalidate(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         key = self._key_and_tags(args, kwargs)[0]
@@ -160,27 +165,13 @@ class CachedFunction(Generic[P, R]):
             return cache.delete(key)
         return cache._sync_store().delete_entry(cache._key(key))
 
-    def _refresh(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        key, tags = self._key_and_tags(args, kwargs)
-        cache = self.cache
-        full = cache._key(key)
-        checked_tags = cache._tags(tags)
-        func = self._func
-
-        def loader() -> Any:
-            return func(*args, **kwargs)
-
-        if self._is_async:
-            return cache._load_now(full, loader, self._policy, checked_tags)
-        return cache._refresh_sync(full, loader, self._policy, checked_tags)
-
     def invalidate(self, *args: Any, **kwargs: Any) -> Any:
         """Drop the cached result for these arguments (await it for async functions)."""
         return self._invalidate(args, kwargs)
 
     def refresh(self, *args: Any, **kwargs: Any) -> Any:
         """Recompute and store the result for these arguments, and return it."""
-        return self._refresh(args, kwargs)
+        return self._call(args, kwargs, refresh=True)
 
 
 class AsyncCachedFunction(CachedFunction[P, R]):
@@ -212,7 +203,7 @@ class _Bound:
         return self._function._invalidate((self._self, *args), kwargs)
 
     def refresh(self, *args: Any, **kwargs: Any) -> Any:
-        return self._function._refresh((self._self, *args), kwargs)
+        return self._function._call((self._self, *args), kwargs, refresh=True)
 
     def key_for(self, *args: Any, **kwargs: Any) -> str:
         return self._function.key_for(self._self, *args, **kwargs)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
 __all__ = ["Entry"]
 
 
+@dataclass(slots=True, eq=False, repr=False)
 class Entry:
     """One cached value with its metadata.
 
@@ -26,24 +28,15 @@ class Entry:
         size: Bytes the store accounts for this entry (set by the store).
     """
 
-    __slots__ = ("expires_at", "fresh_until", "load_time", "size", "tags", "value")
-
-    def __init__(
-        self,
-        value: Any,
-        *,
-        expires_at: float | None = None,
-        fresh_until: float | None = None,
-        load_time: float = 0.0,
-        tags: tuple[str, ...] = (),
-        size: int = 0,
-    ) -> None:
-        self.value = value
-        self.expires_at = expires_at
-        self.fresh_until = fresh_until
-        self.load_time = load_time
-        self.tags = tags
-        self.size = size
+    # A dataclass for the generated ``__init__`` (plain slot assignments, as fast as a
+    # hand-written one); identity equality, as entries are never compared by value.
+    value: Any
+    _: KW_ONLY
+    expires_at: float | None = None
+    fresh_until: float | None = None
+    load_time: float = 0.0
+    tags: tuple[str, ...] = ()
+    size: int = 0
 
     def is_fresh(self, now: float) -> bool:
         """Return whether the value is still fresh at ``now``."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,23 @@ class Pending:
 
     def size(self) -> int:
         return len(self.keys) + len(self.tags) + len(self.prefixes)
+
+    def note(self, keys: Sequence[str], tags: Sequence[str], prefix: str | None) -> None:
+        """Add what one failed invalidation would have removed."""
+        self.keys.update(dict.fromkeys(keys))
+        self.tags.update(dict.fromkeys(tags))
+        if prefix is not None:
+            self.prefixes[prefix] = None
+
+    def collapse(self) -> None:
+        """Stand for everything (too much to list, or the whole namespace)."""
+        self.overflow = True
+        self.keys.clear()
+        self.tags.clear()
+        self.prefixes.clear()
+
+    def copy(self) -> Pending:
+        return Pending(dict(self.keys), dict(self.tags), dict(self.prefixes), self.overflow)
 
     def add(self, record: dict[str, Any]) -> None:
         if record.get("all") is True:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 
-from ._entry import Entry
-from ._policy import Loader, LoadPolicy
 from ._singleflight import Flight
 
 if TYPE_CHECKING:
@@ -21,16 +20,13 @@ _UNSUBSCRIBED_RECHECK: Final = 0.05
 
 
 async def lead_distributed(
-    cache: Loading,
-    key: str,
-    flight: Flight,
-    loader: Loader,
-    policy: LoadPolicy,
-    tags: tuple[str, ...],
-    stale: Entry | None,
+    cache: Loading, key: str, flight: Flight, lead: Callable[[], Awaitable[Any]]
 ) -> Any:
     """Lead the load across processes: one holder of a Redis lease loads, the others
     wait for its release message (no polling) and read what it stored.
+
+    ``lead()`` is this process's own load of ``key`` (``Loading._lead`` with its loader,
+    policy and tags), run by the lease holder, or here when the lease cannot help.
 
     A lease whose holder died expires after ``lock_timeout`` and the next waiter
     takes it; a wait past twice that, or a store that fails, runs the loader here.
@@ -57,7 +53,7 @@ async def lead_distributed(
                 break
             if held_for == 0.0:
                 try:
-                    return await cache._lead(key, flight, loader, policy, tags, stale)
+                    return await lead()
                 finally:
                     with anyio.CancelScope(shield=True):
                         try:
@@ -84,4 +80,4 @@ async def lead_distributed(
     finally:
         if flight.event.is_set() and cache._shared.flights.get(key) is flight:
             del cache._shared.flights[key]
-    return await cache._lead(key, flight, loader, policy, tags, stale)
+    return await lead()

@@ -7,15 +7,16 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from typing import Any, Final
 
 import anyio
 
-from .._exceptions import ConfigurationError, SerializationError
+from .._exceptions import SerializationError
 from ._base import CacheBase
 from ._entry import Entry
 from ._lease import lead_distributed
-from ._policy import Loader, LoadPolicy
+from ._policy import Loader, LoadPolicy, check_positive_int
 from ._singleflight import ABANDONED, Flight
 from ._stats import WarmReport
 from ._store import LeaseStore
@@ -82,7 +83,8 @@ class Loading(CacheBase):
             if flight is None:
                 flight = flights[key] = Flight()
                 if policy.lock == "distributed" and self._leases_usable():
-                    return await lead_distributed(self, key, flight, loader, policy, tags, stale)
+                    lead = partial(self._lead, key, flight, loader, policy, tags, stale)
+                    return await lead_distributed(self, key, flight, lead)
                 return await self._lead(key, flight, loader, policy, tags, stale)
             self._coalesced += 1
             ending = await flight.outcome()
@@ -202,8 +204,7 @@ class Loading(CacheBase):
         Raises:
             ConfigurationError: ``concurrency`` is not a positive int, or a bad option.
         """
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-            raise ConfigurationError(f"concurrency must be a positive int, got {concurrency!r}")
+        check_positive_int(concurrency, "concurrency")
         policy = LoadPolicy(ttl=ttl, early_refresh=False)
         checked_tags = self._tags(tags)
         pending = iter(list(loaders.items()))

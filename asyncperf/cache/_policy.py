@@ -8,7 +8,14 @@ from typing import Any, Final, Literal
 
 from .._exceptions import ConfigurationError
 
-__all__ = ["LoadPolicy", "Loader", "LockMode", "check_tags", "check_ttl"]
+__all__ = [
+    "LoadPolicy",
+    "Loader",
+    "LockMode",
+    "check_positive_int",
+    "check_tags",
+    "check_ttl",
+]
 
 LockMode = Literal["local", "distributed"] | None
 Loader = Callable[[], Any]
@@ -32,6 +39,17 @@ def check_ttl(value: object, name: str = "ttl") -> float | None:
     if not math.isfinite(seconds) or seconds <= 0:
         raise ConfigurationError(f"{name} must be a finite number of seconds > 0, got {value!r}")
     return seconds
+
+
+def check_positive_int(value: object, name: str) -> int:
+    """Return ``value`` when it is an ``int`` >= 1 (a count or a size).
+
+    Raises:
+        ConfigurationError: Not an int (a bool is not one), or less than 1.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{name} must be a positive int, got {value!r}")
+    return value
 
 
 def check_tags(tags: Iterable[str]) -> tuple[str, ...]:

@@ -12,12 +12,25 @@ from typing import TYPE_CHECKING, Any, Final
 if TYPE_CHECKING:
     from ._redis import RedisStore
 
-__all__ = ["Listener"]
+__all__ = ["FIRST_BACKOFF", "Listener", "back_off", "close_quietly"]
 
 logger = logging.getLogger("asyncperf.cache")
 
 _LISTEN_POLL: Final = 0.5
 _PING_EVERY: Final = 2.0
+FIRST_BACKOFF: Final = 0.05  # seconds before the first reconnect; doubled up to 2 s
+
+
+async def back_off(seconds: float) -> float:
+    """Wait ``seconds`` before a reconnect; return the next wait (doubling, at most 2 s)."""
+    await asyncio.sleep(seconds)
+    return min(seconds * 2, 2.0)
+
+
+async def close_quietly(pubsub: Any) -> None:
+    """Close a pub/sub connection even from a cancelled task; a failure is moot by then."""
+    with contextlib.suppress(Exception):
+        await asyncio.shield(pubsub.aclose())
 
 
 class Listener:
@@ -69,7 +82,7 @@ class Listener:
                 logger.exception("asyncperf: connection listener failed")
 
     async def _run(self) -> None:
-        backoff = 0.05
+        backoff = FIRST_BACKOFF
         timeout = self.store.op_timeout
         while not self._closing:
             if self.store.cluster:
@@ -79,15 +92,14 @@ class Listener:
                 except Exception as exc:
                     self._set_connected(False)
                     logger.debug("asyncperf: cluster not reachable yet: %r", exc)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 2.0)
+                    backoff = await back_off(backoff)
                     continue
             pubsub = self.store.client.pubsub()
             try:
                 async with asyncio.timeout(max(timeout, 1.0)):
                     await pubsub.subscribe(self.store.channel)
                 self._set_connected(True)
-                backoff = 0.05
+                backoff = FIRST_BACKOFF
                 last_ping = time.monotonic()
                 while not self._closing:
                     async with asyncio.timeout(_LISTEN_POLL + max(timeout, 1.0)):
@@ -107,11 +119,9 @@ class Listener:
                 if self.connected:
                     logger.warning("asyncperf: Redis event subscription lost: %r", exc)
                 self._set_connected(False)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
+                backoff = await back_off(backoff)
             finally:
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(pubsub.aclose())
+                await close_quietly(pubsub)
 
     async def aclose(self) -> None:
         self._closing = True

@@ -16,6 +16,8 @@ import contextlib
 import logging
 from typing import Any, Final
 
+from ._pubsub import FIRST_BACKOFF, back_off, close_quietly
+
 __all__ = ["SentinelWatch", "sentinel_pool"]
 
 logger = logging.getLogger("asyncperf.cache")
@@ -106,13 +108,13 @@ class SentinelWatch:
         return self.failovers != failovers and isinstance(exc, (RedisConnectionError, OSError))
 
     async def _watch(self, sentinel: Any) -> None:
-        backoff = 0.05
+        backoff = FIRST_BACKOFF
         while True:
             pubsub = sentinel.pubsub()
             try:
                 await pubsub.subscribe(_CHANNEL)
                 self.subscribed.set()
-                backoff = 0.05
+                backoff = FIRST_BACKOFF
                 while True:
                     message = await pubsub.get_message(
                         ignore_subscribe_messages=True, timeout=_POLL
@@ -123,11 +125,9 @@ class SentinelWatch:
                 raise
             except Exception as exc:
                 logger.debug("asyncperf: sentinel subscription lost: %r", exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
+                backoff = await back_off(backoff)
             finally:
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(pubsub.aclose())
+                await close_quietly(pubsub)
 
     async def aclose(self) -> None:
         """Stop watching."""

@@ -14,6 +14,7 @@ from .._exceptions import BackendUnavailable, ConfigurationError
 from ._entry import Entry
 from ._journal import JournalFile, Pending
 from ._memory import _LOCK_READS, MemoryStore
+from ._policy import check_positive_int
 from ._redis import RedisStore
 from ._store import BaseStore, StoreHealth
 
@@ -94,18 +95,14 @@ class FallbackStore(BaseStore):
             raise ConfigurationError(
                 f"the fallback must be a MemoryStore, got {type(fallback).__name__}"
             )
-        if isinstance(journal_size, bool) or not isinstance(journal_size, int) or journal_size < 1:
-            raise ConfigurationError(f"journal_size must be a positive int, got {journal_size!r}")
+        check_positive_int(journal_size, "journal_size")
         self.primary = primary
         self.fallback = fallback
         # Entry times must mean the same thing in both stores.
         fallback.clock = primary.clock
         self.clock = primary.clock
         self.journal_size = journal_size
-        self._journal_keys: dict[str, None] = {}
-        self._journal_tags: dict[str, None] = {}
-        self._journal_prefixes: dict[str, None] = {}
-        self._journal_overflow = False
+        self._pending = Pending()  # what the remote missed while unavailable
         self._needs_recovery = False
         self._recovering = False
         self._degraded_reads = self._degraded_writes = self._recoveries = 0
@@ -119,10 +116,7 @@ class FallbackStore(BaseStore):
             left = self._journal_file.load()  # what a process that died mid-outage left
             if left.overflow or left.size():
                 self._needs_recovery = True
-                self._journal_overflow = left.overflow
-                self._journal_keys.update(left.keys)
-                self._journal_tags.update(left.tags)
-                self._journal_prefixes.update(left.prefixes)
+                self._pending = left
         primary.breaker.listeners.append(self._on_breaker)
 
     def __repr__(self) -> str:
@@ -154,28 +148,18 @@ class FallbackStore(BaseStore):
         self._needs_recovery = True
         if self._journal_file is not None:
             await self._save(keys, tags, prefix)
-        if self._journal_overflow:
+        pending = self._pending
+        if pending.overflow:
             return
-        self._journal_keys.update(dict.fromkeys(keys))
-        self._journal_tags.update(dict.fromkeys(tags))
-        if prefix is not None:
-            self._journal_prefixes[prefix] = None
-        size = len(self._journal_keys) + len(self._journal_tags) + len(self._journal_prefixes)
-        if size > self.journal_size or "" in self._journal_prefixes:
-            self._journal_overflow = True
-            self._journal_keys.clear()
-            self._journal_tags.clear()
-            self._journal_prefixes.clear()
+        pending.note(keys, tags, prefix)
+        if pending.size() > self.journal_size or "" in pending.prefixes:
+            pending.collapse()
 
     async def _save(self, keys: Sequence[str], tags: Sequence[str], prefix: str | None) -> None:
         """Append to the journal file; returns once it is on disk (group commit)."""
         journal = self._journal_file
         assert journal is not None
-        unsaved = self._unsaved
-        unsaved.keys.update(dict.fromkeys(keys))
-        unsaved.tags.update(dict.fromkeys(tags))
-        if prefix is not None:
-            unsaved.prefixes[prefix] = None
+        self._unsaved.note(keys, tags, prefix)
         async with self._journal_lock:
             batch = self._unsaved
             if not batch.size():
@@ -197,12 +181,7 @@ class FallbackStore(BaseStore):
     async def _recover(self) -> bool:
         self._recovering = True
         # Replay a snapshot: what is journaled meanwhile stays for the next recovery.
-        done = Pending(
-            dict(self._journal_keys),
-            dict(self._journal_tags),
-            dict(self._journal_prefixes),
-            self._journal_overflow,
-        )
+        done = self._pending.copy()
         try:
             if done.overflow:
                 await self.primary.clear("")
@@ -223,22 +202,10 @@ class FallbackStore(BaseStore):
             logger.warning("asyncperf: outage journal not emptied: %r", exc)
         finally:
             self._recovering = False
-        for mine, replayed in (
-            (self._journal_keys, done.keys),
-            (self._journal_tags, done.tags),
-            (self._journal_prefixes, done.prefixes),
-        ):
-            for item in replayed:
-                mine.pop(item, None)
-        if done.overflow:
-            self._journal_overflow = False
+        pending = self._pending
+        pending.discard(done)
         # Anything journaled while the replay ran is replayed next time.
-        self._needs_recovery = bool(
-            self._journal_overflow
-            or self._journal_keys
-            or self._journal_tags
-            or self._journal_prefixes
-        )
+        self._needs_recovery = bool(pending.overflow or pending.size())
         self._recoveries += 1
         self._after_recovery()
         logger.warning("asyncperf: Redis is back; outage journal replayed")

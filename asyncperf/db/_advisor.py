@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -262,6 +263,18 @@ class _WhatIf:
                 f"{MARKER} SELECT {quote_ident(self.hypopg_schema)}.hypopg_reset()"
             )
 
+    async def _plan(self, statement: ParsedStatement, sql: str) -> Mapping[str, Any]:
+        """Return the top plan node of ``sql`` as the indexes in place now shape it."""
+        top = await explain_json(
+            self.conn,
+            sql,
+            generic_parameters=statement.parameters,
+            verbose=False,
+            server_version=self.server_version,
+        )
+        plan: Mapping[str, Any] = top["Plan"]
+        return plan
+
     async def cost(
         self,
         statement: ParsedStatement,
@@ -269,30 +282,35 @@ class _WhatIf:
         indexes: Sequence[tuple[_Table, tuple[str, ...]]],
     ) -> tuple[float, set[int]]:
         """Return the plan's total cost and the positions in ``indexes`` the plan used."""
-        names: dict[str, int] = {}
+        async with self._session():
+            names = await self._create(indexes)
+            plan = await self._plan(statement, sql)
+        return float(plan["Total Cost"]), _used(plan, names)
+
+    @asynccontextmanager
+    async def _session(self) -> AsyncIterator[None]:
+        """Around one costing: no hypothetical index before it or left after it."""
         await self.reset()
         try:
-            for position, (table, columns) in enumerate(indexes):
-                try:
-                    name = await self.conn.fetchval(
-                        f"{MARKER} SELECT indexname FROM "
-                        f"{quote_ident(str(self.hypopg_schema))}.hypopg_create_index($1)",
-                        self._ddl(table, columns, None),
-                    )
-                except Exception as exc:  # a column type HypoPG cannot index
-                    logger.debug("hypothetical index on %s%s failed: %s", table.name, columns, exc)
-                    continue
-                names[str(name)] = position
-            top = await explain_json(
-                self.conn,
-                sql,
-                generic_parameters=statement.parameters,
-                verbose=False,
-                server_version=self.server_version,
-            )
+            yield
         finally:
             await self.reset()
-        return float(top["Plan"]["Total Cost"]), _used(top["Plan"], names)
+
+    async def _create(self, indexes: Sequence[tuple[_Table, tuple[str, ...]]]) -> dict[str, int]:
+        """Create ``indexes``; return the created ones' names -> their position."""
+        names: dict[str, int] = {}
+        for position, (table, columns) in enumerate(indexes):
+            try:
+                name = await self.conn.fetchval(
+                    f"{MARKER} SELECT indexname FROM "
+                    f"{quote_ident(str(self.hypopg_schema))}.hypopg_create_index($1)",
+                    self._ddl(table, columns, None),
+                )
+            except Exception as exc:  # a column type HypoPG cannot index
+                logger.debug("hypothetical index on %s%s failed: %s", table.name, columns, exc)
+                continue
+            names[str(name)] = position
+        return names
 
 
 class _RollbackWhatIf(_WhatIf):
@@ -311,51 +329,41 @@ class _RollbackWhatIf(_WhatIf):
         self.lock_timeout = lock_timeout
         self.statement_timeout = statement_timeout
 
-    async def cost(
-        self,
-        statement: ParsedStatement,
-        sql: str,
-        indexes: Sequence[tuple[_Table, tuple[str, ...]]],
-    ) -> tuple[float, set[int]]:
-        names: dict[str, int] = {}
+    @asynccontextmanager
+    async def _session(self) -> AsyncIterator[None]:
         transaction = self.conn.transaction()
         await transaction.start()
         try:
             millis = max(1, int(self.lock_timeout * 1000))
             await self.conn.execute(f"{MARKER} SET LOCAL lock_timeout = {millis}")
-            # A build holds a ShareLock (writers wait) for as long as it runs: bound it.
-            previous = await self.conn.fetchval(
-                f"{MARKER} SELECT current_setting('statement_timeout')"
-            )
-            await self.conn.execute(
-                f"{MARKER} SELECT set_config('statement_timeout', $1, true)",
-                str(max(1, int(self.statement_timeout * 1000))),
-            )
-            for position, (table, columns) in enumerate(indexes):
-                self.counter += 1
-                name = f"asyncperf_whatif_{self.counter}"
-                try:
-                    # A savepoint (rolled back when the build fails): one failure (a
-                    # timeout, an unsupported type) is not fatal.
-                    async with self.conn.transaction():
-                        await self.conn.execute(f"{MARKER} {self._ddl(table, columns, name)}")
-                except Exception as exc:
-                    logger.debug("what-if index on %s%s failed: %s", table.name, columns, exc)
-                    continue
-                names[name] = position
-            await self.conn.execute(
-                f"{MARKER} SELECT set_config('statement_timeout', $1, true)", previous
-            )
-            top = await explain_json(
-                self.conn,
-                sql,
-                generic_parameters=statement.parameters,
-                verbose=False,
-                server_version=self.server_version,
-            )
+            yield
         finally:
             await transaction.rollback()
-        return float(top["Plan"]["Total Cost"]), _used(top["Plan"], names)
+
+    async def _create(self, indexes: Sequence[tuple[_Table, tuple[str, ...]]]) -> dict[str, int]:
+        names: dict[str, int] = {}
+        # A build holds a ShareLock (writers wait) for as long as it runs: bound it.
+        previous = await self.conn.fetchval(f"{MARKER} SELECT current_setting('statement_timeout')")
+        await self.conn.execute(
+            f"{MARKER} SELECT set_config('statement_timeout', $1, true)",
+            str(max(1, int(self.statement_timeout * 1000))),
+        )
+        for position, (table, columns) in enumerate(indexes):
+            self.counter += 1
+            name = f"asyncperf_whatif_{self.counter}"
+            try:
+                # A savepoint (rolled back when the build fails): one failure (a
+                # timeout, an unsupported type) is not fatal.
+                async with self.conn.transaction():
+                    await self.conn.execute(f"{MARKER} {self._ddl(table, columns, name)}")
+            except Exception as exc:
+                logger.debug("what-if index on %s%s failed: %s", table.name, columns, exc)
+                continue
+            names[name] = position
+        await self.conn.execute(
+            f"{MARKER} SELECT set_config('statement_timeout', $1, true)", previous
+        )
+        return names
 
 
 def _used(plan: Mapping[str, Any], names: Mapping[str, int]) -> set[int]:

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import importlib
 from types import ModuleType
 
 __all__ = ["require_asyncpg", "require_pglast"]
 
 _HINT = "pip install 'asyncperf[db]'"
+
+
+def _require(name: str) -> ModuleType:
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:  # pragma: no cover - the dev environment has it
+        raise ImportError(f"asyncperf.db needs {name}: {_HINT}") from exc
 
 
 def require_asyncpg() -> ModuleType:
@@ -15,12 +23,7 @@ def require_asyncpg() -> ModuleType:
     Raises:
         ImportError: asyncpg is not installed; the message says which extra to install.
     """
-    try:
-        import asyncpg
-    except ImportError as exc:  # pragma: no cover - the dev environment has it
-        raise ImportError(f"asyncperf.db needs asyncpg: {_HINT}") from exc
-    module: ModuleType = asyncpg
-    return module
+    return _require("asyncpg")
 
 
 def require_pglast() -> ModuleType:
@@ -29,8 +32,4 @@ def require_pglast() -> ModuleType:
     Raises:
         ImportError: pglast is not installed; the message says which extra to install.
     """
-    try:
-        import pglast
-    except ImportError as exc:  # pragma: no cover - the dev environment has it
-        raise ImportError(f"asyncperf.db needs pglast: {_HINT}") from exc
-    return pglast
+    return _require("pglast")

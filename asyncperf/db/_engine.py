@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import sys
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -55,6 +55,19 @@ def check_engine(engine: Any) -> None:
             f"(driver {driver!r}): create it with "
             "create_async_engine('postgresql+asyncpg://...')"
         )
+
+
+def _one_statement(method: str) -> Callable[..., Awaitable[Any]]:
+    """Return an ``EnginePool`` method running ``conn.<method>`` on a borrowed connection."""
+
+    async def run(self: EnginePool, sql: str, *args: Any) -> Any:
+        async with self.connection() as conn:
+            return await getattr(conn, method)(sql, *args)
+
+    run.__name__ = method
+    run.__qualname__ = f"EnginePool.{method}"
+    run.__doc__ = f"Borrow a connection for one ``{method}(sql, *args)``, like ``asyncpg.Pool``."
+    return run
 
 
 class EnginePool:
@@ -111,21 +124,10 @@ class EnginePool:
         finally:
             await self.release(raw)
 
-    async def fetch(self, sql: str, *args: Any) -> Any:
-        async with self.connection() as conn:
-            return await conn.fetch(sql, *args)
-
-    async def fetchrow(self, sql: str, *args: Any) -> Any:
-        async with self.connection() as conn:
-            return await conn.fetchrow(sql, *args)
-
-    async def fetchval(self, sql: str, *args: Any) -> Any:
-        async with self.connection() as conn:
-            return await conn.fetchval(sql, *args)
-
-    async def execute(self, sql: str, *args: Any) -> Any:
-        async with self.connection() as conn:
-            return await conn.execute(sql, *args)
+    fetch = _one_statement("fetch")
+    fetchrow = _one_statement("fetchrow")
+    fetchval = _one_statement("fetchval")
+    execute = _one_statement("execute")
 
 
 async def _give_back(conn: Any, raw: Any) -> None:

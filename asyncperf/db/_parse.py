@@ -156,6 +156,22 @@ def _side_effect(node: Any) -> str | None:
     return None
 
 
+def _parse_one(sql: str) -> Any:
+    """Return the one statement node of ``sql``.
+
+    Raises:
+        ValueError: The text does not parse, or holds more or fewer than one statement.
+    """
+    pglast = require_pglast()
+    try:
+        parsed = pglast.parse_sql(sql)
+    except pglast.parser.ParseError as exc:
+        raise ValueError(f"could not parse: {exc}") from exc
+    if len(parsed) != 1:
+        raise ValueError(f"expected one statement, found {len(parsed)}")
+    return parsed[0].stmt
+
+
 def uncacheable_reason(sql: str) -> str | None:
     """Return why the result of ``sql`` must not be cached, or ``None`` when it may be.
 
@@ -168,14 +184,7 @@ def uncacheable_reason(sql: str) -> str | None:
     Raises:
         ValueError: The text does not parse, or holds more or fewer than one statement.
     """
-    pglast = require_pglast()
-    try:
-        parsed = pglast.parse_sql(sql)
-    except pglast.parser.ParseError as exc:
-        raise ValueError(f"could not parse: {exc}") from exc
-    if len(parsed) != 1:
-        raise ValueError(f"expected one statement, found {len(parsed)}")
-    stmt = parsed[0].stmt
+    stmt = _parse_one(sql)
     if type(stmt).__name__ != "SelectStmt":
         return f"it is not a SELECT ({type(stmt).__name__})"
     return _side_effect(stmt)
@@ -194,14 +203,7 @@ def parse_statement(sql: str) -> ParsedStatement:
     Raises:
         ValueError: The text does not parse, or holds more or fewer than one statement.
     """
-    pglast = require_pglast()
-    try:
-        parsed = pglast.parse_sql(sql)
-    except pglast.parser.ParseError as exc:
-        raise ValueError(f"could not parse: {exc}") from exc
-    if len(parsed) != 1:
-        raise ValueError(f"expected one statement, found {len(parsed)}")
-    stmt = parsed[0].stmt
+    stmt = _parse_one(sql)
     collector = _Collector()
     collector.walk(stmt, None, frozenset())
     kind = _KINDS.get(type(stmt).__name__, "other")
