@@ -266,13 +266,7 @@ class RedisStore(BaseStore):
             raw = await self._get_batcher.submit(full)
         else:
             raw = await self._get_one(full)
-        if raw is None:
-            return None
-        try:
-            return self.codec.decode_entry(raw)
-        except SerializationError:
-            self._decode_errors += 1
-            raise
+        return self._decode(key, raw)
 
     def _get_one(self, full: str) -> Awaitable[bytes | None]:
         """A lone GET (no batch open): the coroutine of its round trip."""

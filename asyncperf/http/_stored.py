@@ -14,6 +14,7 @@ the request fields that pick the variant, and the variants live under secondary 
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import orjson
@@ -27,6 +28,7 @@ _MARKER: Final = b"APV1"
 _LENGTH = struct.Struct(">I")
 
 
+@dataclass(slots=True, kw_only=True, eq=False, repr=False)
 class StoredResponse:
     """One cached response: what the app sent, when, and how it may be reused.
 
@@ -51,63 +53,28 @@ class StoredResponse:
             coding is offered and ``Vary`` stays as the app wrote it.
     """
 
-    __slots__ = (
-        "app_etag",
-        "app_last_modified",
-        "as_sent",
-        "body",
-        "coding",
-        "etag",
-        "fields",
-        "headers",
-        "last_modified",
-        "packed",
-        "plan",
-        "request_time",
-        "response_time",
-        "size",
-        "status",
-        "vary",
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+    coding: str
+    size: int
+    etag: str
+    last_modified: float
+    request_time: float
+    response_time: float
+    plan: Plan
+    vary: tuple[str, ...]
+    app_etag: bool
+    app_last_modified: bool
+    as_sent: bool = False
+    # Per coding: the fields every full reply of this entry starts with, as text and as
+    # bytes, and the coding's validator (built by the first hit; an entry read from the
+    # store is never changed).
+    fields: dict[str, tuple[list[tuple[str, str]], list[tuple[bytes, bytes]], str]] = field(
+        default_factory=dict, init=False
     )
-
-    def __init__(
-        self,
-        *,
-        status: int,
-        headers: list[tuple[str, str]],
-        body: bytes,
-        coding: str,
-        size: int,
-        etag: str,
-        last_modified: float,
-        request_time: float,
-        response_time: float,
-        plan: Plan,
-        vary: tuple[str, ...],
-        app_etag: bool,
-        app_last_modified: bool,
-        as_sent: bool = False,
-    ) -> None:
-        self.status = status
-        self.headers = headers
-        self.body = body
-        self.coding = coding
-        self.size = size
-        self.etag = etag
-        self.last_modified = last_modified
-        self.request_time = request_time
-        self.response_time = response_time
-        self.plan = plan
-        self.vary = vary
-        # Per coding: the fields every full reply of this entry starts with, as text and
-        # as bytes, and the coding's validator (built by the first hit; an entry read from
-        # the store is never changed).
-        self.fields: dict[str, tuple[list[tuple[str, str]], list[tuple[bytes, bytes]], str]] = {}
-        self.app_etag = app_etag
-        self.app_last_modified = app_last_modified
-        self.as_sent = as_sent
-        # For a response just stored: its zstd frame, reused for zstd clients (not stored).
-        self.packed: bytes | None = None
+    # For a response just stored: its zstd frame, reused for zstd clients (not stored).
+    packed: bytes | None = field(default=None, init=False)
 
     def copy(self, *, body: bytes, coding: str) -> StoredResponse:
         """Return this response with another body and coding (``packed`` not copied)."""

@@ -4,7 +4,7 @@ and reply views, the lookup decision, statistics and the header-field sets."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from ._policy import GATEWAY_TIMEOUT, HIT, REVALIDATE, STALE, Plan
@@ -111,6 +111,7 @@ class ResponseCacheStatistics:
         return served / total if total else 0.0
 
 
+@dataclass(slots=True, kw_only=True, eq=False)
 class RequestView:
     """What the cache needs from a request, framework-independent.
 
@@ -124,26 +125,13 @@ class RequestView:
         params: Path parameters of the matched route (for tag templates).
     """
 
-    __slots__ = ("headers", "host", "method", "params", "path", "query", "scheme")
-
-    def __init__(
-        self,
-        *,
-        method: str,
-        scheme: str,
-        host: str,
-        path: str,
-        query: str,
-        headers: Mapping[str, str],
-        params: Mapping[str, object] | None = None,
-    ) -> None:
-        self.method = method
-        self.scheme = scheme
-        self.host = host
-        self.path = path
-        self.query = query
-        self.headers = headers
-        self.params: Mapping[str, object] = params or {}
+    method: str
+    scheme: str
+    host: str
+    path: str
+    query: str
+    headers: Mapping[str, str]
+    params: Mapping[str, object] = field(default_factory=dict)
 
     @property
     def target(self) -> str:
