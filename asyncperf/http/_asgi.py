@@ -369,9 +369,9 @@ class _Capture:
         try:
             await self._choose(more, first_size)
         finally:
-            if self.mode != _BUFFER:
+            if self.mode != _BUFFER and self.mode != _NOT_MODIFIED:
                 # Streamed or not stored: requests waiting on this URL need not wait for
-                # the end of the stream.
+                # the end of the stream (a 304 releases them once the entry is refreshed).
                 await self.rc.release(self.lookup)
 
     async def _choose(self, more: bool, first_size: int) -> None:

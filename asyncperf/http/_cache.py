@@ -17,7 +17,7 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urljoin, urlsplit
 
 import anyio
@@ -38,6 +38,7 @@ from ._types import (
     GATEWAY_TIMEOUT,
     HIT,
     MISS,
+    REVALIDATE,
     STALE,
     Lookup,
     Reply,
@@ -306,7 +307,27 @@ class ResponseCache(Ingest):
             if found is not None and not (
                 self.shared and "authorization" in headers and not found.plan.authorized_ok
             ):
-                break
+                age = current_age(found.plan.initial_age, found.response_time, self.clock())
+                action, forward, stale_if_error = decide_reuse(found.plan, age, request_cc)
+                if (
+                    action != REVALIDATE
+                    or waited
+                    or byte_range is not None
+                    or not self._coalescible(request, primary, request_cc)
+                ):
+                    break
+                # A stale entry to validate: one request asks the app, concurrent ones
+                # wait for its 304 (or 200) and are then served what it stored.
+                flight = self._flights.get(primary)
+                if flight is None or flight[0] < time.monotonic():
+                    flight = self._flights[primary] = [time.monotonic() + self._flight_life, None]
+                    self._revalidations += 1
+                    return Lookup(
+                        REVALIDATE, primary, key, found, age, stale_if_error, forward, flight=flight
+                    )
+                await self._wait_for(flight)
+                waited = True
+                continue
             if "only-if-cached" in request_cc:
                 return Lookup(GATEWAY_TIMEOUT, primary, key)
             if byte_range is not None:
@@ -331,15 +352,8 @@ class ResponseCache(Ingest):
                     continue
                 self._misses += 1
                 return leader
-            event = flight[1]
-            if event is None:
-                event = flight[1] = anyio.Event()
-            with anyio.move_on_after(self.coalesce_timeout):
-                await event.wait()
+            await self._wait_for(flight)
             waited = True  # then look again, once: served if the leader's response was stored
-        plan = found.plan
-        age = current_age(plan.initial_age, found.response_time, self.clock())
-        action, forward, stale_if_error = decide_reuse(plan, age, request_cc)
         if byte_range is not None:
             if action != HIT or found.status != 200:
                 self._bypasses += 1  # only a fresh complete response answers a range here
@@ -355,6 +369,14 @@ class ResponseCache(Ingest):
         elif action != GATEWAY_TIMEOUT:
             self._revalidations += 1
         return Lookup(action, primary, key, found, age, stale_if_error, forward)
+
+    async def _wait_for(self, flight: list[Any]) -> None:
+        """Wait (at most ``coalesce_timeout``) until the leader of ``flight`` releases it."""
+        event = flight[1]
+        if event is None:
+            event = flight[1] = anyio.Event()
+        with anyio.move_on_after(self.coalesce_timeout):
+            await event.wait()
 
     # -- the dispatch both glues share (ASGI, aiohttp): they only move bytes -------------
 

@@ -321,6 +321,7 @@ class Ingest(Serving):
             await self.cache.delete(lookup.key)
         else:
             await self._write(request, lookup, updated, plan, tags, route)
+            lookup.stored = True  # requests waiting on this revalidation read it
         return updated
 
     async def update_from_head(

@@ -73,7 +73,7 @@ def answer(state: State, route: str, headers: dict[str, str]) -> tuple[int, dict
         {name: headers.get(name) for name in ("if-none-match", "if-modified-since", "range")}
     )
     json = {"content-type": "application/json"}
-    if route == "validated":
+    if route in ("validated", "slow-validated"):
         etag = f'"v{state.version}"'
         fields = {
             "etag": etag,
@@ -193,6 +193,7 @@ ROUTES = [
     "slow",
     "slow-nostore",
     "validated",
+    "slow-validated",
     "aged",
     "error-fresh",
     "lastmod",

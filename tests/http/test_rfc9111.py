@@ -78,6 +78,32 @@ async def test_a_stale_entry_with_a_validator_is_revalidated_and_freshened_by_a_
     assert stats.hits == 2
 
 
+async def test_concurrent_revalidations_of_one_stale_entry_ask_the_app_once(serve, backend) -> None:
+    served = serve(**backend())
+    answers: list[httpx.Response] = []
+    async with client(served) as http:
+        first = await http.get("/slow-validated")
+        served.clock.advance(5)  # stale, retained, with no stale-while-revalidate window
+
+        async def fetch() -> None:
+            answers.append(await http.get("/slow-validated"))
+
+        async with anyio.create_task_group() as group:
+            for _ in range(10):
+                group.start_soon(fetch)
+    assert first.headers["x-cache"] == "MISS"
+    seen = served.state.seen["slow-validated"]
+    assert [entry["if-none-match"] for entry in seen] == [None, '"v1"']  # one revalidation
+    assert all(answer.status_code == 200 for answer in answers)
+    assert all(answer.content == body_of("slow-validated", 1) for answer in answers)
+    assert all(answer.headers["x-cache"] == "HIT" for answer in answers)
+    confirmed = [answer for answer in answers if "fwd-status=304" in answer.headers["cache-status"]]
+    assert len(confirmed) == 1  # the leader; the other nine were served what it refreshed
+    stats = served.rc.statistics()
+    assert stats.revalidations == 1
+    assert stats.coalesced == 9
+
+
 async def test_a_200_to_a_revalidation_replaces_the_entry(serve, backend) -> None:
     served = serve(**backend())
     async with client(served) as http:
