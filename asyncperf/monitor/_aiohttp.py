@@ -63,22 +63,34 @@ class AiohttpMiddleware:
         start = perf_counter()
         status = 500
         sent = 0
+        # OpenTelemetry spans: one None check when no export is set up.
+        otel = self.monitor.otel
+        span = None if otel is None else otel.start_aiohttp_span(request)
         try:
             response = await handler(request)
             status = response.status
             length = response.content_length
             sent = length if length is not None else int(getattr(response, "body_length", 0))
+            if span is not None:
+                span.keep_fields(response.headers)
             return response
         except web.HTTPException as exc:
             status = exc.status
             sent = exc.content_length or 0
             raise
+        except BaseException as exc:
+            if span is not None:
+                span.failed(exc)
+            raise
         finally:
             duration = perf_counter() - start
             active.value -= 1
+            route = _route_template(request)
             if SKIP not in request:
-                series = self.monitor.series(request.method, _route_template(request), status)
+                series = self.monitor.series(request.method, route, status)
                 series.record(duration, sent, request.content_length or 0)
+            if span is not None:
+                span.end(route, status, skipped=SKIP in request)
 
 
 def add_routes(

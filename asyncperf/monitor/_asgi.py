@@ -159,7 +159,7 @@ class TimingMiddleware:
                     series = self._resolve(scope, key)
                 series.record(duration, sent, 0 if counter is None else counter.received)
             if span is not None:
-                span.end(scope, status)
+                span.end(route_template(scope, entry_root), status, skipped=SKIP in scope)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the monitor's probes from startup until the app reports its shutdown."""

@@ -426,7 +426,21 @@ class OpenTelemetryExport:
         """Start the server span of one ASGI request (``None`` without a tracer)."""
         if self.tracer is None or self.closed:
             return None
-        return HttpSpan(self.tracer, scope)
+        return HttpSpan.of_scope(self.tracer, scope)
+
+    def start_aiohttp_span(self, request: Any) -> HttpSpan | None:
+        """Start the server span of one aiohttp request (``None`` without a tracer)."""
+        if self.tracer is None or self.closed:
+            return None
+        version = request.version
+        return HttpSpan(
+            self.tracer,
+            method=request.method,
+            path=request.path,
+            scheme=request.scheme,
+            version=f"{version.major}.{version.minor}",
+            carrier={name.lower(): value for name, value in request.headers.items()},
+        )
 
     def trace_cache(self, cache: Cache, *, name: str | None = None) -> TracedCache:
         """Return ``cache`` wrapped so that its reads and writes get spans.
@@ -480,39 +494,55 @@ def http_attributes(method: str, route: str, status: int) -> dict[str, str | int
 
 
 class HttpSpan:
-    """The server span of one request through :class:`TimingMiddleware`.
+    """The server span of one request through the ASGI or aiohttp timing middleware.
 
     Started before the app runs (so spans the app starts are its children, and an
     incoming W3C ``traceparent`` is its parent), named and finished when the response
     is done, with the route template and the response cache's decision.
     """
 
-    __slots__ = ("_headers", "_span", "_token")
+    __slots__ = ("_headers", "_method", "_raised", "_span", "_token")
 
-    def __init__(self, tracer: Tracer, scope: MutableMapping[str, Any]) -> None:
+    def __init__(
+        self,
+        tracer: Tracer,
+        *,
+        method: str,
+        path: str,
+        scheme: str,
+        version: str | None,
+        carrier: dict[str, str],
+    ) -> None:
         from opentelemetry import context, propagate, trace
 
-        carrier = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         parent: Context = propagate.extract(carrier)
-        method = scope["method"]
-        attributes: dict[str, str] = {
-            "http.request.method": method,
-            "url.path": scope.get("path", ""),
-            "url.scheme": scope.get("scheme", "http"),
-        }
-        version = scope.get("http_version")
+        attributes = {"http.request.method": method, "url.path": path, "url.scheme": scheme}
         if version:
             attributes["network.protocol.version"] = version
+        self._method = method
         self._span: Span = tracer.start_span(
             method, parent, kind=trace.SpanKind.SERVER, attributes=attributes
         )
         self._token = context.attach(trace.set_span_in_context(self._span, parent))
         self._headers: dict[str, str] = {}
+        self._raised = False
+
+    @classmethod
+    def of_scope(cls, tracer: Tracer, scope: MutableMapping[str, Any]) -> HttpSpan:
+        """Start the span of an ASGI request."""
+        return cls(
+            tracer,
+            method=scope["method"],
+            path=scope.get("path", ""),
+            scheme=scope.get("scheme", "http"),
+            version=scope.get("http_version"),
+            carrier={k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]},
+        )
 
     def wrap_send(
         self, send: Callable[[MutableMapping[str, Any]], Any]
     ) -> Callable[[MutableMapping[str, Any]], Any]:
-        """Return ``send`` that also keeps the response's cache status fields."""
+        """Return an ASGI ``send`` that also keeps the response's cache status fields."""
         headers = self._headers
 
         async def traced_send(message: MutableMapping[str, Any]) -> None:
@@ -525,33 +555,37 @@ class HttpSpan:
 
         return traced_send
 
+    def keep_fields(self, fields: Mapping[str, str]) -> None:
+        """Keep the cache status fields of a response whose headers are a mapping."""
+        for name in ("cache-status", "x-cache"):
+            value = fields.get(name)
+            if value is not None:
+                self._headers[name] = value
+
     def failed(self, exc: BaseException) -> None:
         """Record the exception the app raised."""
         from opentelemetry.trace import Status, StatusCode
 
+        self._raised = True
         self._span.record_exception(exc)
         self._span.set_status(Status(StatusCode.ERROR, type(exc).__qualname__))
         self._span.set_attribute("error.type", type(exc).__qualname__)
 
-    def end(self, scope: MutableMapping[str, Any], status: int) -> None:
-        """Name, annotate and end the span (monitor endpoints' spans are dropped)."""
+    def end(self, route: str, status: int, *, skipped: bool = False) -> None:
+        """Name, annotate and end the span; a ``skipped`` one (the monitor's own
+        endpoints, which are not timed either) is left unended, so never exported."""
         from opentelemetry import context
         from opentelemetry.trace import Status, StatusCode
 
-        from ._asgi import SKIP, route_template
-
         context.detach(self._token)
-        if SKIP in scope:
-            # The monitor's own endpoints are not timed, so not traced either: a span
-            # that is never ended is never exported.
+        if skipped:
             return
         span = self._span
-        route = route_template(scope)
         span.set_attribute("http.response.status_code", status)
         if route != "unmatched":
             span.set_attribute("http.route", route)
-            span.update_name(f"{scope['method']} {route}")
-        if status >= 500:
+            span.update_name(f"{self._method} {route}")
+        if status >= 500 and not self._raised:  # an exception names its own error.type
             span.set_status(Status(StatusCode.ERROR))
             span.set_attribute("error.type", str(status))
         field = self._headers.get("cache-status")

@@ -388,6 +388,46 @@ async def test_spans_carry_the_response_cache_decision_and_cache_operations(
     assert "product:7" not in str(dict(operation.attributes))
 
 
+async def test_aiohttp_spans_carry_the_route_and_the_response_cache_decision(
+    monitor: PerformanceMonitor, export: OpenTelemetryExport, spans: InMemorySpanExporter
+) -> None:
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from asyncperf.http.aiohttp import response_cache_middleware
+
+    rc = ResponseCache(Cache(MemoryStore()))
+
+    async def product(request: web.Request) -> web.Response:
+        return web.Response(text="p", headers={"cache-control": "max-age=60"})
+
+    async def fail(request: web.Request) -> web.Response:
+        raise RuntimeError("boom")
+
+    app = web.Application(middlewares=[monitor.aiohttp_middleware(), response_cache_middleware(rc)])
+    app.router.add_get("/products/{product_id}", product)
+    app.router.add_get("/fail", fail)
+    monitor.add_aiohttp_routes(app, "/_asyncperf")
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    async with TestClient(TestServer(app)) as client:
+        assert (await client.get("/products/7", headers={"traceparent": parent})).status == 200
+        second = await client.get("/products/7")
+        assert "hit" in second.headers["cache-status"]
+        assert (await client.get("/fail")).status == 500
+        assert (await client.get("/_asyncperf/metrics")).status == 200
+    servers = [s for s in spans.get_finished_spans() if s.kind == SpanKind.SERVER]
+    assert [s.name for s in servers] == ["GET /products/{product_id}"] * 2 + ["GET /fail"]
+    miss, hit, failed = servers
+    assert miss.attributes["asyncperf.cache.status"] == "miss"
+    assert hit.attributes["asyncperf.cache.status"] == "hit"
+    assert hit.attributes["http.route"] == "/products/{product_id}"
+    assert hit.attributes["http.response.status_code"] == 200
+    assert hit.attributes["http.response.header.cache-status"] == (second.headers["cache-status"],)
+    assert format(miss.context.trace_id, "032x") == "0af7651916cd43dd8448eb211c80319c"
+    assert failed.status.status_code == StatusCode.ERROR
+    assert failed.attributes["error.type"] == "RuntimeError"
+
+
 async def test_traced_cache_operations(
     export: OpenTelemetryExport, spans: InMemorySpanExporter
 ) -> None:
