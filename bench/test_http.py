@@ -14,8 +14,12 @@ Groups:
         an ASGI app that does nothing (what httpx itself costs: the ceiling on hits).
     http-storage: a 50 KB and a 2 KB JSON list page compressed by zstd-3 (what the cache
         stores) and gzip-6: ratio, compression and decompression speed (MB/s).
-Targets (reported, never asserted): hits at least 5x the bare app's requests per second
-(at most 0.2x its time per request); misses at most 1.05x its time per request.
+    http-direct: the ASGI apps called directly (no client, no sleep): the server's own
+        cost per request of the bare app, a hit, a miss and the essential miss work.
+Target (reported, never asserted): a miss adds at most 2x what the essential miss work
+adds (http-direct). The hit target lives in the load test (``bench/loadtest.py``: hits
+at least 0.95x the requests/s of a no-work app, through uvicorn with httptools); through
+httpx (http-get) the client's own cost hides the server's.
 """
 
 from __future__ import annotations
@@ -203,11 +207,9 @@ def test_hits_and_misses_against_the_bare_app(abench: AsyncBench) -> None:
     assert hit_stats.hits > 0
     assert miss_stats.hits == 0
     assert miss_stats.stores == miss_stats.misses
-    abench.target("asyncperf hit", "max_ratio", 0.2, ">= 5x the bare app's requests/s")
-    abench.target(
-        "asyncperf hit (identity client)", "max_ratio", 0.2, ">= 5x the bare app's requests/s"
-    )
-    abench.target("asyncperf miss", "max_ratio", 1.05, "<= 1.05x the bare app's time/request")
+    # No targets here: through httpx these rows measure the test client as much as the
+    # cache. The hit target is the load test's (uvicorn + httptools, a ratio of the no-work
+    # app), the miss target http-direct's (a multiple of the essential miss work).
     if values:
         floor = values["bare app"]
         abench.note(
@@ -284,6 +286,13 @@ def test_middleware_cost_without_a_client(abench: AsyncBench) -> None:
     assert miss_rc.statistics().stores == miss_rc.statistics().misses
     if values:
         floor = values["bare app"]
+        added = values["asyncperf miss"] - floor
+        essential = values["essential miss work (reference)"] - floor
+        verdict = "MET" if added <= 2 * essential else "MISSED"
+        abench.note(
+            f"  {verdict:6} http-direct: a miss adds {added / essential:.2f}x the essential "
+            "miss work (target <= 2x)"
+        )
         abench.note(
             f"  http-direct: a miss adds {(values['asyncperf miss'] - floor) / 1000:.1f} µs to "
             f"the app's {floor / 1000:.1f} µs (the essential work alone "

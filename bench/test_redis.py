@@ -13,8 +13,9 @@ the get target allows.
 Groups:
     redis-get: one caller, ``REDIS_OPS`` gets of present keys per block. Target: asyncperf
         at most 1.10x raw GET + ``orjson.loads``. Two ``diag:`` rows split asyncperf's cost:
-        raw GET on the redis-py client RedisStore builds (its pool and timeouts) and
-        RedisStore with ``batching=False``.
+        raw GET on the redis-py client RedisStore builds (its pool and timeouts), the same
+        GET sent on a pooled connection without ``execute_command`` (as RedisStore sends a
+        lone GET on a client of its own), and RedisStore with ``batching=False``.
     redis-set-ttl: one caller, writes with a 300 s TTL (raw: ``SET ... EX 300`` of
         ``orjson.dumps``), plus raw SET in a one-command pipeline (how RedisStore sends a
         lone set). No target; reported.
@@ -177,6 +178,22 @@ def _same_client_note(
     )
 
 
+def _pooled_get(client: Any) -> Callable[[str], Awaitable[Any]]:
+    """GET through redis-py's public pool and connection API, without ``execute_command``
+    (its retry loop, event dispatch and observability records)."""
+    pool = client.connection_pool
+
+    async def get(key: str) -> Any:
+        connection = await pool.get_connection()
+        try:
+            await connection.send_command("GET", key)
+            return await connection.read_response()
+        finally:
+            await pool.release(connection)
+
+    return get
+
+
 @pytest.fixture
 def clients(abench: AsyncBench, redis_server: RedisServer) -> Any:
     contenders = Clients(abench, redis_server)
@@ -202,6 +219,12 @@ def test_get_sequential(abench: AsyncBench, clients: Clients) -> None:
         Variant(
             "diag: raw GET + orjson.loads on the redis-py client RedisStore builds",
             _block(_reads(clients.store_client.client.get, decode=True), raw_keys),
+            REDIS_OPS,
+        ),
+        Variant(
+            "diag: raw GET + orjson.loads on a pooled connection of that client, no "
+            "execute_command (how RedisStore sends a lone GET)",
+            _block(_reads(_pooled_get(clients.store_client.client), decode=True), raw_keys),
             REDIS_OPS,
         ),
         Variant(
