@@ -93,7 +93,8 @@ async def serve(
     finally:
         if load is not None:
             load.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            # Cancelled, or already ended by an error of its own: the clean-up runs either way.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await load
         for sig, handler in previous.items():
             signal.signal(sig, handler)

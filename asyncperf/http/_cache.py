@@ -313,6 +313,10 @@ class ResponseCache(Ingest):
                     action != REVALIDATE
                     or waited
                     or byte_range is not None
+                    # Stale again the moment a 304 freshens it (no-cache, max-age=0): a
+                    # waiter would only revalidate after the leader, so nobody waits.
+                    or found.plan.always_revalidate
+                    or found.plan.lifetime <= 0
                     or not self._coalescible(request, primary, request_cc)
                 ):
                     break

@@ -16,7 +16,7 @@ from typing import Any, Final
 import anyio
 
 from ._base import ResponseCacheBase
-from ._types import Lookup, RequestView
+from ._types import REVALIDATE, Lookup, RequestView
 
 __all__ = ["Coalescing"]
 
@@ -66,7 +66,9 @@ class Coalescing(ResponseCacheBase):
         if flight is None:
             return
         primary = lookup.primary
-        if not lookup.stored and primary not in self._pending:
+        if not lookup.stored and primary not in self._pending and lookup.action != REVALIDATE:
+            # Not storable (hit-for-pass). A revalidation that failed leaves its entry as
+            # it was: the URL stays coalescible.
             self._no_coalescing(primary)
         if self._flights.get(primary) is flight:
             del self._flights[primary]

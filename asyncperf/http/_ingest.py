@@ -216,7 +216,8 @@ class Ingest(Serving):
                 targeted,
             )
             if plan is None:
-                self._no_coalescing(lookup.primary)
+                if lookup.action != REVALIDATE:  # a failed revalidation keeps its entry
+                    self._no_coalescing(lookup.primary)
                 return False
             stored = self._storable(entry, plan, transformable)
             await self._write(request, lookup, stored, plan, tags, route)
@@ -295,9 +296,14 @@ class Ingest(Serving):
         merged = [(name, value) for name, value in entry.headers if name not in updates]
         merged.extend((name, value) for name, value in fields if name in updates)
         merged_map = header_map(merged)
-        sent_age = header_map(fields).get("age")
+        sent = header_map(fields)
+        sent_age = sent.get("age")
         if sent_age is not None:  # not stored, but the 304's Age dates the result (§4.2.3)
             merged_map = {**merged_map, "age": sent_age}
+        if entry.app_etag:
+            # The ETag is kept beside the fields, not in them: the plan must see the
+            # validator too, or an ETag-only entry would lose its retention after a 304.
+            merged_map = {**merged_map, "etag": sent.get("etag", entry.etag)}
         plan = self._plan(
             request, entry.status, merged_map, request_time, response_time, route, targeted
         )

@@ -45,10 +45,11 @@ class RoutePolicy:
     enabled: bool = True
     transcode: bool | None = None
 
-    def expand_tags(self, params: Mapping[str, Any]) -> tuple[str, ...]:
+    def expand_tags(self, params: Mapping[str, Any] | None) -> tuple[str, ...]:
         """Return the tags with ``{name}`` placeholders filled from ``params``."""
         if not self.tags:
             return ()
+        params = params or {}  # a RequestView built with params=None
 
         def fill(match: re.Match[str]) -> str:
             name = match.group(1)

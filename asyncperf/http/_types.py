@@ -111,7 +111,8 @@ class ResponseCacheStatistics:
         return served / total if total else 0.0
 
 
-@dataclass(slots=True, kw_only=True, eq=False)
+# No generated repr: the headers hold credentials (Authorization, Cookie).
+@dataclass(slots=True, kw_only=True, eq=False, repr=False)
 class RequestView:
     """What the cache needs from a request, framework-independent.
 

@@ -73,6 +73,13 @@ def answer(state: State, route: str, headers: dict[str, str]) -> tuple[int, dict
         {name: headers.get(name) for name in ("if-none-match", "if-modified-since", "range")}
     )
     json = {"content-type": "application/json"}
+    if route == "slow-validated" and state.fail:
+        return state.fail_status, {"content-type": "text/plain"}, b"down"
+    if route == "etag-only":  # a validator without Last-Modified
+        fields = {"etag": '"e1"', "cache-control": state.cache_control.get(route, "max-age=1")}
+        if headers.get("if-none-match") == '"e1"':
+            return 304, fields, b""
+        return 200, {**json, **fields}, body_of(route, 1)
     if route in ("validated", "slow-validated"):
         etag = f'"v{state.version}"'
         fields = {
@@ -194,6 +201,7 @@ ROUTES = [
     "slow-nostore",
     "validated",
     "slow-validated",
+    "etag-only",
     "aged",
     "error-fresh",
     "lastmod",

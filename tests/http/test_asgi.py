@@ -255,6 +255,22 @@ def test_request_view_reads_any_header_iterable_and_buffer_type() -> None:
     }
 
 
+def test_a_request_view_keeps_credentials_out_of_its_repr_and_takes_params_none() -> None:
+    from asyncperf.http._route import RoutePolicy
+
+    view = RequestView(
+        method="GET",
+        scheme="http",
+        host="test",
+        path="/items/1",
+        query="",
+        headers={"authorization": "Bearer s3cret", "cookie": "sid=s3cret"},
+        params=None,  # type: ignore[arg-type]
+    )
+    assert "s3cret" not in repr(view)
+    assert RoutePolicy(tags=("item:{item}",)).expand_tags(view.params) == ("item:{item}",)
+
+
 def _view(target: str) -> RequestView:
     path, _, query = target.partition("?")
     return RequestView(

@@ -104,6 +104,70 @@ async def test_concurrent_revalidations_of_one_stale_entry_ask_the_app_once(serv
     assert stats.coalesced == 9
 
 
+async def test_revalidations_of_an_entry_stale_at_once_are_not_queued(serve) -> None:
+    # max-age=0: a 304 leaves the entry stale, so waiting for another request's 304 would
+    # only delay each request's own revalidation; they run side by side.
+    served = serve()
+    served.state.cache_control["slow-validated"] = "max-age=0"
+    answers: list[httpx.Response] = []
+    async with client(served) as http:
+        await http.get("/slow-validated")
+
+        async def fetch() -> None:
+            answers.append(await http.get("/slow-validated"))
+
+        async with anyio.create_task_group() as group:
+            for _ in range(5):
+                group.start_soon(fetch)
+    seen = served.state.seen["slow-validated"]
+    assert [entry["if-none-match"] for entry in seen] == [None] + ['"v1"'] * 5
+    assert served.state.most_inflight["slow-validated"] == 5  # concurrent, not one by one
+    assert all("fwd-status=304" in answer.headers["cache-status"] for answer in answers)
+    assert served.rc.statistics().coalesced == 0
+
+
+async def test_a_failed_revalidation_keeps_the_url_coalescible(serve) -> None:
+    served = serve()
+    answers: list[httpx.Response] = []
+    async with client(served) as http:
+        await http.get("/slow-validated")
+        served.clock.advance(5)
+        served.state.fail = True
+        failed = await http.get("/slow-validated")
+        served.state.fail = False
+
+        async def fetch() -> None:
+            answers.append(await http.get("/slow-validated"))
+
+        async with anyio.create_task_group() as group:
+            for _ in range(5):
+                group.start_soon(fetch)
+    assert failed.status_code == 503
+    seen = served.state.seen["slow-validated"]
+    # The miss, the failed revalidation, then one revalidation for the five.
+    assert [entry["if-none-match"] for entry in seen] == [None, '"v1"', '"v1"']
+    assert all(answer.status_code == 200 for answer in answers)
+    assert served.rc.statistics().coalesced == 4
+
+
+async def test_an_etag_only_entry_keeps_its_retention_after_a_304(serve, backend) -> None:
+    served = serve(**backend())
+    async with client(served) as http:
+        first = await http.get("/etag-only")
+        answers = []
+        for _ in range(2):
+            await anyio.sleep(1.2)  # past max-age=1 in real time too: only retention keeps it
+            served.clock.advance(2)
+            answers.append(await http.get("/etag-only"))
+    assert first.headers["x-cache"] == "MISS"
+    assert [entry["if-none-match"] for entry in served.state.seen["etag-only"]] == [
+        None,
+        '"e1"',
+        '"e1"',
+    ]
+    assert all("fwd-status=304" in answer.headers["cache-status"] for answer in answers)
+
+
 async def test_a_200_to_a_revalidation_replaces_the_entry(serve, backend) -> None:
     served = serve(**backend())
     async with client(served) as http:
