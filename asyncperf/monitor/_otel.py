@@ -351,7 +351,15 @@ class OpenTelemetryExport:
     def _read(self, fresh: bool) -> dict[str, Family]:
         now = time.monotonic()
         if fresh or now - self._read_at >= _STALE_AFTER:
-            self._reading = {family.name: family for family in self.monitor.collect()}
+            # A periodic reader collects on the SDK's own thread while the loop records:
+            # a dict that grows mid-read (a new series) is read again, not dropped.
+            for attempt in range(3):
+                try:
+                    self._reading = {family.name: family for family in self.monitor.collect()}
+                    break
+                except RuntimeError:
+                    if attempt == 2:
+                        raise
             self._read_at = now
         return self._reading
 
