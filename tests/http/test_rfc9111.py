@@ -45,6 +45,19 @@ def client(served) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=served.base_url, timeout=10.0)
 
 
+async def at_once(http: httpx.AsyncClient, path: str, count: int) -> list[httpx.Response]:
+    """GET ``path`` ``count`` times concurrently; the answers in the order they came."""
+    answers: list[httpx.Response] = []
+
+    async def fetch() -> None:
+        answers.append(await http.get(path))
+
+    async with anyio.create_task_group() as group:
+        for _ in range(count):
+            group.start_soon(fetch)
+    return answers
+
+
 # -- revalidation of retained entries (§4.3) -------------------------------------------------
 
 
@@ -80,17 +93,10 @@ async def test_a_stale_entry_with_a_validator_is_revalidated_and_freshened_by_a_
 
 async def test_concurrent_revalidations_of_one_stale_entry_ask_the_app_once(serve, backend) -> None:
     served = serve(**backend())
-    answers: list[httpx.Response] = []
     async with client(served) as http:
         first = await http.get("/slow-validated")
         served.clock.advance(5)  # stale, retained, with no stale-while-revalidate window
-
-        async def fetch() -> None:
-            answers.append(await http.get("/slow-validated"))
-
-        async with anyio.create_task_group() as group:
-            for _ in range(10):
-                group.start_soon(fetch)
+        answers = await at_once(http, "/slow-validated", 10)
     assert first.headers["x-cache"] == "MISS"
     seen = served.state.seen["slow-validated"]
     assert [entry["if-none-match"] for entry in seen] == [None, '"v1"']  # one revalidation
@@ -109,16 +115,9 @@ async def test_revalidations_of_an_entry_stale_at_once_are_not_queued(serve) -> 
     # only delay each request's own revalidation; they run side by side.
     served = serve()
     served.state.cache_control["slow-validated"] = "max-age=0"
-    answers: list[httpx.Response] = []
     async with client(served) as http:
         await http.get("/slow-validated")
-
-        async def fetch() -> None:
-            answers.append(await http.get("/slow-validated"))
-
-        async with anyio.create_task_group() as group:
-            for _ in range(5):
-                group.start_soon(fetch)
+        answers = await at_once(http, "/slow-validated", 5)
     seen = served.state.seen["slow-validated"]
     assert [entry["if-none-match"] for entry in seen] == [None] + ['"v1"'] * 5
     assert served.state.most_inflight["slow-validated"] == 5  # concurrent, not one by one
@@ -128,20 +127,13 @@ async def test_revalidations_of_an_entry_stale_at_once_are_not_queued(serve) -> 
 
 async def test_a_failed_revalidation_keeps_the_url_coalescible(serve) -> None:
     served = serve()
-    answers: list[httpx.Response] = []
     async with client(served) as http:
         await http.get("/slow-validated")
         served.clock.advance(5)
         served.state.fail = True
         failed = await http.get("/slow-validated")
         served.state.fail = False
-
-        async def fetch() -> None:
-            answers.append(await http.get("/slow-validated"))
-
-        async with anyio.create_task_group() as group:
-            for _ in range(5):
-                group.start_soon(fetch)
+        answers = await at_once(http, "/slow-validated", 5)
     assert failed.status_code == 503
     seen = served.state.seen["slow-validated"]
     # The miss, the failed revalidation, then one revalidation for the five.
