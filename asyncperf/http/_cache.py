@@ -390,6 +390,10 @@ class ResponseCache(Ingest):
         action, entry = lookup.action, lookup.entry
         if action == HIT:
             assert entry is not None
+            if lookup.range is None:
+                reply = self.serve_now(request, entry, HIT, key=lookup.key, age=lookup.age)
+                if reply is not None:
+                    return reply
             return await self.serve(
                 request, entry, HIT, key=lookup.key, age=lookup.age, byte_range=lookup.range
             )

@@ -6,6 +6,8 @@ conditionals, ``Age``, ``Cache-Status`` and single byte ranges answered ``206``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from ._conditional import (
     choose_encoding,
     etag_matches,
@@ -20,6 +22,9 @@ from ._types import MISS, NOT_MODIFIED_FIELDS, OWN_CODINGS, PLAIN, Reply, Reques
 from ._writes import WriteBehind
 
 __all__ = ["Serving"]
+
+_RAW_NAMES = {"x-cache": b"x-cache"}
+_RAW_LABELS = {label: label.encode() for label in ("HIT", "MISS", "STALE", "BYPASS")}
 
 
 class Serving(WriteBehind):
@@ -72,19 +77,26 @@ class Serving(WriteBehind):
                 from the identity body (or ``416``), unless ``If-Range`` names another
                 representation, which gets the whole body.
         """
-        coding = "identity"  # and a range is cut from the identity body
-        if entry.coding == "zstd" or entry.coding == PLAIN:
-            if byte_range is None:
-                coding = choose_encoding(
-                    request.headers.get("accept-encoding"), self.codings.available
-                )
-        elif entry.coding != "identity":
-            coding = entry.coding  # the app's own coding, sent as it came
-        owned = entry.coding in ("zstd", PLAIN, "identity")
-        fields = entry.fields.get(coding)
-        if fields is None:
-            fields = entry.fields[coding] = self._fields(entry, coding, owned)
-        text, raw, etag = fields
+        if byte_range is None:
+            reply = self.serve_now(
+                request,
+                entry,
+                label,
+                key=key,
+                age=age,
+                cache_status=cache_status,
+                from_cache=from_cache,
+            )
+            if reply is not None:
+                return reply
+        coding, owned, (text, raw, etag) = self._coding_fields(request, entry, byte_range)
+        request_headers = request.headers
+        if byte_range is None and not self._conditional(entry, request_headers):
+            # Only the body is not at hand (a re-encoding to make): the common reply else.
+            body = await self._coded_body(entry, coding, key, owned)
+            return self._plain_reply(
+                request, entry, label, coding, raw, body, age, cache_status, from_cache
+            )
         headers = text.copy()
         raw = raw.copy()
         # The fields that change per reply go in both lists (the ASGI glue sends ``raw``).
@@ -103,7 +115,6 @@ class Serving(WriteBehind):
         if self.cache_status:
             headers.append(("cache-status", cache_status))
             raw.append((b"cache-status", cache_status.encode("latin-1")))
-        request_headers = request.headers
         if (
             entry.status == 200
             and ("if-none-match" in request_headers or "if-modified-since" in request_headers)
@@ -128,6 +139,121 @@ class Serving(WriteBehind):
                 if_range, etag, entry.last_modified if entry.app_last_modified else None
             ):
                 return await self._partial(entry, headers, byte_range, key, label)
+        body = await self._coded_body(entry, coding, key, owned)
+        length = str(len(body))
+        headers.append(("content-length", length))
+        raw.append((b"content-length", length.encode()))
+        if from_cache and request.method == "GET":
+            self._bytes_served += len(body)
+        return Reply(entry.status, headers, body, label, raw=raw)
+
+    def serve_now(
+        self,
+        request: RequestView,
+        entry: StoredResponse,
+        label: str,
+        *,
+        key: str = "",
+        age: float | None = None,
+        cache_status: str = "",
+        from_cache: bool = True,
+    ) -> Reply | None:
+        """The common reply without awaiting anything: no conditional, no range, and the
+        body at hand (stored in the chosen coding, or its re-encoding kept). ``None``:
+        :meth:`serve` must answer."""
+        coding, owned, fields = self._coding_fields(request, entry, None)
+        if self._conditional(entry, request.headers):
+            return None
+        if (coding == "identity" and entry.coding != "zstd") or (
+            coding == "zstd" and entry.coding == "zstd"
+        ):
+            body = entry.body  # identity, the app's own coding, or the stored zstd bytes
+        elif key and entry.coding == "zstd":
+            kept = self.transcoded.get((key, entry.etag, coding))
+            if kept is None:
+                return None
+            body = kept
+        else:
+            return None
+        if owned and coding != "identity":
+            self._bytes_saved += max(0, entry.size - len(body))
+        return self._plain_reply(
+            request, entry, label, coding, fields[1], body, age, cache_status, from_cache
+        )
+
+    def _coding_fields(
+        self,
+        request: RequestView,
+        entry: StoredResponse,
+        byte_range: tuple[int | None, int | None] | None,
+    ) -> tuple[str, bool, tuple[list[tuple[str, str]], list[tuple[bytes, bytes]], str]]:
+        """Return the coding to send ``entry`` in, whether this cache owns its coding, and
+        the fields every full reply in that coding starts with (built once per entry)."""
+        coding = "identity"  # and a range is cut from the identity body
+        stored = entry.coding
+        if stored == "zstd" or stored == PLAIN:
+            if byte_range is None:
+                coding = choose_encoding(
+                    request.headers.get("accept-encoding"), self.codings.available
+                )
+        elif stored != "identity":
+            coding = stored  # the app's own coding, sent as it came
+        owned = stored == "zstd" or stored == PLAIN or stored == "identity"
+        fields = entry.fields.get(coding)
+        if fields is None:
+            fields = entry.fields[coding] = self._fields(entry, coding, owned)
+        return coding, owned, fields
+
+    @staticmethod
+    def _conditional(entry: StoredResponse, request_headers: Mapping[str, str]) -> bool:
+        """Whether the request's validators must be weighed (a 304 may answer it)."""
+        return entry.status == 200 and (
+            "if-none-match" in request_headers or "if-modified-since" in request_headers
+        )
+
+    def _plain_reply(
+        self,
+        request: RequestView,
+        entry: StoredResponse,
+        label: str,
+        coding: str,
+        fields: list[tuple[bytes, bytes]],
+        body: bytes,
+        age: float | None,
+        cache_status: str,
+        from_cache: bool,
+    ) -> Reply:
+        """A full reply built as bytes only (the ASGI glue sends them as they are; the
+        text list is decoded from them if a glue asks)."""
+        whole_age = -1 if age is None else int(age if age < 2**31 else 2**31)
+        wanted = (coding, label, whole_age, cache_status, len(body))
+        head = entry.head
+        if head is not None and head[0] == wanted:
+            raw = head[1].copy()  # a copy: an outer middleware may change the list it is sent
+        else:
+            raw = fields.copy()
+            if age is not None:
+                raw.append((b"age", b"%d" % whole_age))
+            status_header = self.status_header
+            if status_header is not None:
+                name = _RAW_NAMES.get(status_header)
+                if name is None:
+                    name = status_header.encode("latin-1")
+                raw.append((name, _RAW_LABELS.get(label) or label.encode("latin-1")))
+            if self.cache_status:
+                if cache_status:
+                    raw.append((b"cache-status", cache_status.encode("latin-1")))
+                else:
+                    ttl = int(entry.plan.lifetime - (age or 0.0))
+                    raw.append((b"cache-status", b"asyncperf; hit; ttl=%d" % ttl))
+            raw.append((b"content-length", b"%d" % len(body)))
+            entry.head = (wanted, raw.copy())
+        if from_cache and request.method == "GET":
+            self._bytes_served += len(body)
+        return Reply(entry.status, None, body, label, raw=raw)
+
+    async def _coded_body(self, entry: StoredResponse, coding: str, key: str, owned: bool) -> bytes:
+        """Return the body of ``entry`` in ``coding`` (counting the bytes saved)."""
         if coding == "identity" and entry.coding != "zstd":
             body = entry.body  # identity, the app's own coding, or plain identity at hand
         elif coding == "zstd" and entry.coding == "zstd":
@@ -136,12 +262,7 @@ class Serving(WriteBehind):
             body = await self._body(entry, coding, key)
         if owned and coding != "identity":
             self._bytes_saved += max(0, entry.size - len(body))
-        length = str(len(body))
-        headers.append(("content-length", length))
-        raw.append((b"content-length", length.encode()))
-        if from_cache and request.method == "GET":
-            self._bytes_served += len(body)
-        return Reply(entry.status, headers, body, label, raw=raw)
+        return body
 
     @staticmethod
     def _fields(

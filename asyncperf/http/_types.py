@@ -182,21 +182,49 @@ class Lookup:
         return self.flight is not None
 
 
-@dataclass(slots=True)
 class Reply:
     """A response to send: status, header list (lower-case names) and full body.
 
     For HEAD the body is still the full one (its length is the Content-Length); the
     glue sends no body. ``write`` is the store write of a response from the app, to run
     once the reply is sent (:meth:`ResponseCache.store` or :meth:`ResponseCache.store_later`).
+    ``raw`` is the header list as bytes when the reply was built that way (the ASGI glue
+    sends it as is); ``headers`` is then decoded from it only when asked for.
     """
 
-    status: int
-    headers: list[tuple[str, str]]
-    body: bytes
-    label: str
-    write: Any = None  # a PendingWrite (see _writes.py)
-    raw: list[tuple[bytes, bytes]] | None = None  # ``headers`` encoded, when at hand
+    __slots__ = ("_headers", "body", "label", "raw", "status", "write")
+
+    def __init__(
+        self,
+        status: int,
+        headers: list[tuple[str, str]] | None,
+        body: bytes,
+        label: str,
+        write: Any = None,
+        raw: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        if headers is None and raw is None:
+            raise ValueError("a Reply needs its headers as text or as bytes")
+        self.status = status
+        self._headers = headers
+        self.body = body
+        self.label = label
+        self.write: Any = write  # a PendingWrite (see _writes.py)
+        self.raw = raw
+
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        """The header list as ``(lower-case name, value)`` text pairs."""
+        headers = self._headers
+        if headers is None:
+            assert self.raw is not None
+            headers = self._headers = [
+                (name.decode("latin-1"), value.decode("latin-1")) for name, value in self.raw
+            ]
+        return headers
+
+    def __repr__(self) -> str:
+        return f"Reply({self.status}, {self.label}, {len(self.body)} bytes)"
 
 
 def header_map(headers: Iterable[tuple[str, str]]) -> dict[str, str]:

@@ -565,3 +565,27 @@ def test_public_surface_is_sorted_and_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+async def test_an_outer_middleware_changing_the_sent_fields_does_not_change_later_hits() -> None:
+    # Hits of one entry in the same second reuse its built fields: each reply must get a
+    # list of its own, since middleware outside (CORS, custom) appends to what it is sent.
+    async def app(scope, receive, send) -> None:
+        await Response(b"x" * 64, headers={"cache-control": "max-age=60"})(scope, receive, send)
+
+    inner, _ = wrap(app)
+
+    async def outer(scope, receive, send) -> None:
+        async def tagging(message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"].append((b"x-outer", b"1"))
+            await send(message)
+
+        await inner(scope, receive, tagging)
+
+    async with client(outer) as http:
+        responses = [
+            await http.get("/a", headers={"accept-encoding": "identity"}) for _ in range(4)
+        ]
+    assert [r.headers["x-cache"] for r in responses] == ["MISS", "HIT", "HIT", "HIT"]
+    assert [r.headers.get_list("x-outer") for r in responses] == [["1"]] * 4
