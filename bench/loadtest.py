@@ -3,8 +3,8 @@ asyncperf's response cache.
 
 Usage (from the repository root; needs ``wrk``, Debian package ``wrk``)::
 
-    .venv/bin/python -m bench.loadtest                       # 10 s per variant
-    .venv/bin/python -m bench.loadtest --quick               # 2 s per variant (CI)
+    .venv/bin/python -m bench.loadtest                       # 3 rounds of 5 s per variant
+    .venv/bin/python -m bench.loadtest --quick               # one round of 2 s (CI)
     .venv/bin/python -m bench.loadtest --json bench/results/loadtest.json --markdown out.md
 
 The app: ``GET /items/{n}`` awaits 20 ms and returns a ~2 KB JSON body. Variants, each in a
@@ -25,14 +25,20 @@ installs them, ``127.0.0.1``, a free port):
 * ``redis``: the same with ``Cache.from_url("redis://127.0.0.1:6379/0?prefix=loadtest")``
   (``--redis-url``); the ``loadtest`` keys are deleted before and after.
 
-Each variant is checked with two plain requests first (200, the full body; the second is
-an ``X-Cache: HIT`` on the cached variants), warmed up with wrk for one second, then driven
-by ``wrk -t2 -c50 -d<duration>s --latency`` over 100 URLs (a Lua script). wrk's output is
-parsed for requests/s, the latency percentiles and the errors (non-2xx/3xx responses,
-socket errors). The server's own counters (``/stats``) give the cache's hit rate. The
-command exits 1 if any request failed. ``--json`` writes the numbers that
-``python -m bench.report`` puts in ``docs/benchmarks.md``; ``--markdown`` writes that section
-on its own.
+Every variant's server is started first and checked with two plain requests (200, the
+full body; the second is an ``X-Cache: HIT`` on the cached variants), then warmed up with
+wrk for one second. Then come the rounds (``--rounds``, 3): in each, every variant is
+driven by ``wrk -c50 -d<duration>s --latency`` over 100 URLs (a Lua script), the order
+reversed every other round, so the machine's drift falls on all variants alike; a row is
+the variant's median round, its ratio to ``nowork`` the median of its per-round ratios
+(each against the ``nowork`` run of the same round). Where two CPUs are usable the server
+runs on the first and wrk (one thread) on the last (``--no-pin`` turns that off): on a
+2-core machine an unpinned server and wrk's threads take turns on both cores, which moved
+single runs by 10-20 %. wrk's output is parsed for requests/s, the latency percentiles and
+the errors (non-2xx/3xx responses, socket errors). The server's own counters (``/stats``)
+give the cache's hit rate. The command exits 1 if any request failed. ``--json`` writes
+the numbers that ``python -m bench.report`` puts in ``docs/benchmarks.md``; ``--markdown``
+writes that section on its own.
 """
 
 from __future__ import annotations
@@ -187,13 +193,29 @@ def build_app(variant: str, redis_url: str = DEFAULT_REDIS_URL) -> Any:
     return app
 
 
-def serve(variant: str, port: int, redis_url: str) -> None:
+def pinned_cpus(pin: bool) -> tuple[int, int] | None:
+    """The CPUs for the server and for wrk when pinning applies (two or more CPUs usable).
+
+    On a 2-core machine an unpinned server and wrk's threads take turns on both cores, and
+    the scheduler's choices move each run by 10-20 %; one core each makes runs of
+    different variants comparable.
+    """
+    if not pin or not hasattr(os, "sched_getaffinity"):
+        return None
+    usable = sorted(os.sched_getaffinity(0))
+    return (usable[0], usable[-1]) if len(usable) >= 2 else None
+
+
+def serve(variant: str, port: int, redis_url: str, cpu: int | None = None) -> None:
     """Run the variant's app under uvicorn (the child process started by the driver).
 
     uvloop and httptools are asked for by name, not left to ``auto``: production servers run
     ``uvicorn[standard]``, and a silent fallback to h11 would measure a slower server.
     """
     import uvicorn
+
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
 
     uvicorn.run(
         build_app(variant, redis_url),
@@ -364,7 +386,15 @@ def clean_redis(redis_url: str) -> int:
         client.close()
 
 
-def run_wrk(wrk: str, url: str, script: Path, seconds: int, threads: int, connections: int) -> str:
+def run_wrk(
+    wrk: str,
+    url: str,
+    script: Path,
+    seconds: int,
+    threads: int,
+    connections: int,
+    cpu: int | None = None,
+) -> str:
     command = [
         wrk,
         f"-t{threads}",
@@ -378,7 +408,12 @@ def run_wrk(wrk: str, url: str, script: Path, seconds: int, threads: int, connec
         url,
     ]
     completed = subprocess.run(
-        command, capture_output=True, text=True, timeout=seconds + 60, check=False
+        command,
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=False,
+        preexec_fn=None if cpu is None else (lambda: os.sched_setaffinity(0, {cpu})),
     )
     if completed.returncode != 0:
         raise RuntimeError(f"wrk exited with {completed.returncode}: {completed.stderr.strip()}")
@@ -398,17 +433,23 @@ def check_app(base: str, cached: bool) -> None:
 
 @dataclass
 class VariantResult:
+    """One variant over every round: ``wrk`` is its median round (by requests/s)."""
+
     name: str
     wrk: WrkResult
     stats: dict[str, Any]
     raw: str
+    rounds: list[WrkResult] = field(default_factory=list)
+    ratio: float | None = None  # median over rounds of requests/s against the reference
 
     def as_json(self) -> dict[str, Any]:
         w = self.wrk
         return {
             "name": self.name,
             "requests_per_s": w.requests_per_s,
-            "requests": w.requests,
+            "rounds_requests_per_s": [r.requests_per_s for r in self.rounds],
+            "ratio_vs_reference": self.ratio,
+            "requests": sum(r.requests for r in self.rounds) or w.requests,
             "seconds": w.seconds,
             "latency_avg_ms": w.latency_avg_ms,
             "latency_p50_ms": w.p(50),
@@ -417,38 +458,78 @@ class VariantResult:
             "latency_p99_ms": w.p(99),
             "latency_max_ms": w.latency_max_ms,
             "transfer_per_s": w.transfer_per_s,
-            "non_2xx": w.non_2xx,
-            "socket_errors": w.socket_errors,
+            "non_2xx": sum(r.non_2xx for r in self.rounds),
+            "socket_errors": {
+                kind: sum(r.socket_errors.get(kind, 0) for r in self.rounds)
+                for kind in w.socket_errors
+            },
             "cache_hits": self.stats.get("hits"),
             "cache_misses": self.stats.get("misses"),
         }
 
 
-def run_variant(
-    name: str,
-    *,
-    wrk: str,
-    script: Path,
-    duration: int,
-    threads: int,
-    connections: int,
-    redis_url: str,
-) -> VariantResult:
+@dataclass
+class Server:
+    """A variant's uvicorn process, started once and driven in every round."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    base: str
+    outputs: list[str] = field(default_factory=list)
+
+
+def start_server(name: str, redis_url: str, cpu: int | None = None) -> Server:
+    """Start the variant's server (on ``cpu`` if given) and check that it answers."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     command = [sys.executable, "-m", "bench.loadtest", "--serve", name, "--port", str(port)]
     command += ["--redis-url", redis_url]
+    if cpu is not None:
+        command += ["--cpu", str(cpu)]
     process = subprocess.Popen(command, env=env, cwd=Path(__file__).resolve().parent.parent)
+    server = Server(name, process, base)
     try:
         wait_until_up(base, process)
         check_app(base, cached=name not in UNCACHED and name != "memory-quiet")
-        run_wrk(wrk, base + "/", script, WARMUP, threads, connections)  # warm-up, discarded
-        output = run_wrk(wrk, base + "/", script, duration, threads, connections)
-        stats = json.loads(http_get(base + "/stats")[2])
-    finally:
+    except BaseException:
         stop(process)
-    return VariantResult(name, parse_wrk(output), stats, output)
+        raise
+    return server
+
+
+def median_round(rounds: Sequence[WrkResult]) -> WrkResult:
+    """The round with the median requests/s (the lower middle one of an even count)."""
+    ordered = sorted(rounds, key=lambda r: r.requests_per_s)
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def combine(servers: Sequence[Server], stats: dict[str, dict[str, Any]]) -> list[VariantResult]:
+    """Each variant's median round, and its median per-round ratio to the reference (each
+    round's variant against the reference measured in the same round)."""
+    parsed = {s.name: [parse_wrk(output) for output in s.outputs] for s in servers}
+    reference = parsed.get(REFERENCE)
+    results = []
+    for server in servers:
+        rounds = parsed[server.name]
+        ratio = None
+        if reference is not None:
+            ratios = sorted(
+                r.requests_per_s / ref.requests_per_s
+                for r, ref in zip(rounds, reference, strict=True)
+                if ref.requests_per_s
+            )
+            if ratios:
+                middle = len(ratios) // 2
+                ratio = (
+                    ratios[middle] if len(ratios) % 2 else (ratios[middle - 1] + ratios[middle]) / 2
+                )
+        chosen = median_round(rounds)
+        raw = server.outputs[rounds.index(chosen)]
+        results.append(
+            VariantResult(server.name, chosen, stats.get(server.name, {}), raw, rounds, ratio)
+        )
+    return results
 
 
 def wrk_version(wrk: str) -> str:
@@ -488,7 +569,10 @@ def table(results: Sequence[VariantResult]) -> str:
     reference = next((r for r in results if r.name == REFERENCE), None)
     for r in results:
         w = r.wrk
-        ratio = f"{w.requests_per_s / reference.wrk.requests_per_s:.2f}" if reference else "-"
+        if r.ratio is not None:
+            ratio = f"{r.ratio:.2f}"
+        else:
+            ratio = f"{w.requests_per_s / reference.wrk.requests_per_s:.2f}" if reference else "-"
         hits, misses = r.stats.get("hits"), r.stats.get("misses")
         rate = f"{hits / (hits + misses):.1%}" if hits is not None and hits + misses else "-"
         lines.append(
@@ -505,10 +589,23 @@ def main(argv: Iterable[str] | None = None) -> int:
         description="wrk against the demo app under uvicorn on loopback (nowork, bare, memory,"
         " redis).",
     )
-    parser.add_argument("--duration", type=int, default=10, help="seconds per variant (10)")
-    parser.add_argument("--quick", action="store_true", help="2 s per variant (CI)")
+    parser.add_argument("--duration", type=int, default=5, help="seconds per variant and round (5)")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds, each driving every variant once (3)"
+    )
+    parser.add_argument("--quick", action="store_true", help="one round of 2 s (CI)")
     parser.add_argument("--connections", type=int, default=CONNECTIONS)
-    parser.add_argument("--threads", type=int, default=THREADS)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help=f"wrk threads (1 when pinned to its own CPU, else {THREADS})",
+    )
+    parser.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="do not pin the server and wrk to a CPU each (pinned when two are usable)",
+    )
+    parser.add_argument("--cpu", type=int, help=argparse.SUPPRESS)
     parser.add_argument(
         "--variants",
         default=",".join(VARIANTS),
@@ -522,7 +619,7 @@ def main(argv: Iterable[str] | None = None) -> int:
     args = parser.parse_args(args_list)
 
     if args.serve:
-        serve(args.serve, args.port, args.redis_url)
+        serve(args.serve, args.port, args.redis_url, args.cpu)
         return 0
 
     duration = 2 if args.quick else args.duration
@@ -545,32 +642,56 @@ def main(argv: Iterable[str] | None = None) -> int:
         print("wrk is not installed (Debian: apt-get install -y wrk)", file=sys.stderr)
         return 2
 
-    results: list[VariantResult] = []
-    with tempfile.TemporaryDirectory(prefix="asyncperf-loadtest-") as tmp:
-        script = Path(tmp) / "urls.lua"
-        script.write_text(LUA_SCRIPT, encoding="utf-8")
-        for name in variants:
-            print(f"{name}: {duration} s of wrk -t{args.threads} -c{args.connections} ...")
-            if name == "redis":
-                clean_redis(args.redis_url)
-            try:
-                results.append(
-                    run_variant(
-                        name,
-                        wrk=wrk,
-                        script=script,
-                        duration=duration,
-                        threads=args.threads,
-                        connections=args.connections,
-                        redis_url=args.redis_url,
+    rounds = 1 if args.quick else args.rounds
+    cpus = pinned_cpus(not args.no_pin)
+    server_cpu, wrk_cpu = cpus if cpus is not None else (None, None)
+    if args.threads is None:
+        args.threads = 1 if cpus is not None else THREADS
+    if rounds < 1:
+        parser.error("--rounds must be at least 1")
+    if "redis" in variants:
+        clean_redis(args.redis_url)
+    servers: list[Server] = []
+    stats: dict[str, dict[str, Any]] = {}
+    try:
+        with tempfile.TemporaryDirectory(prefix="asyncperf-loadtest-") as tmp:
+            script = Path(tmp) / "urls.lua"
+            script.write_text(LUA_SCRIPT, encoding="utf-8")
+            for name in variants:
+                servers.append(start_server(name, args.redis_url, server_cpu))
+                base = servers[-1].base + "/"  # warmed up; the run discarded
+                run_wrk(wrk, base, script, WARMUP, args.threads, args.connections, wrk_cpu)
+            for number in range(rounds):
+                # Every variant in each round, the order reversed every other round: the
+                # machine's drift falls on all of them alike.
+                order = servers if number % 2 == 0 else servers[::-1]
+                for server in order:
+                    print(
+                        f"round {number + 1}/{rounds}, {server.name}: {duration} s of"
+                        f" wrk -t{args.threads} -c{args.connections} ..."
                     )
-                )
-            except (RuntimeError, OSError, ValueError) as exc:
-                print(f"{name}: {exc}", file=sys.stderr)
-                return 1
-            finally:
-                if name == "redis":
-                    clean_redis(args.redis_url)
+                    server.outputs.append(
+                        run_wrk(
+                            wrk,
+                            server.base + "/",
+                            script,
+                            duration,
+                            args.threads,
+                            args.connections,
+                            wrk_cpu,
+                        )
+                    )
+            for server in servers:
+                stats[server.name] = json.loads(http_get(server.base + "/stats")[2])
+        results = combine(servers, stats)
+    except (RuntimeError, OSError, ValueError) as exc:
+        print(f"load test: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        for server in servers:
+            stop(server.process)
+        if "redis" in variants:
+            clean_redis(args.redis_url)
 
     print()
     print(table(results))
@@ -580,8 +701,10 @@ def main(argv: Iterable[str] | None = None) -> int:
         "command": "python -m bench.loadtest " + shlex.join(args_list),
         "wrk_version": wrk_version(wrk),
         "threads": args.threads,
+        "pinned": None if cpus is None else {"server_cpu": server_cpu, "wrk_cpu": wrk_cpu},
         "connections": args.connections,
         "duration": duration,
+        "rounds": rounds,
         "warmup": WARMUP,
         "app": APP_DESCRIPTION,
         "server": server_description(),

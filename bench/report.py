@@ -534,6 +534,28 @@ def hit_rate(variant: dict[str, Any]) -> str:
     return f"{hits / (hits + misses):.1%}"
 
 
+def _loadtest_setup(load: dict[str, Any]) -> str:
+    """The load test's setup in one paragraph: command, wrk, rounds, server, app."""
+    rounds = int(load.get("rounds", 1))
+    pinned = load.get("pinned")
+    text = (
+        f"Produced by `{load.get('command', 'python -m bench.loadtest')}` on"
+        f" {load.get('generated', '?')}: wrk {load.get('wrk_version', '?')},"
+        f" {load.get('threads', '?')} threads, {load.get('connections', '?')} connections,"
+        f" {load.get('duration', '?')} s per variant"
+    )
+    if rounds > 1:
+        text += (
+            f" in each of {rounds} rounds (every variant once a round, the order reversed"
+            " every other round; each row is its median round, its ratio the median of its"
+            " per-round ratios)"
+        )
+    text += f" after a {load.get('warmup', '?')} s warm-up; server: {load.get('server', 'uvicorn')}"
+    if pinned:
+        text += f", pinned to CPU {pinned['server_cpu']} and wrk to CPU {pinned['wrk_cpu']}"
+    return text + f". {load.get('app', '')}"
+
+
 def loadtest_lines(load: dict[str, Any], chart: str | None) -> list[str]:
     variants = load.get("variants", [])
     # The reference is the no-work app (older files have none: then the bare app).
@@ -543,12 +565,7 @@ def loadtest_lines(load: dict[str, Any], chart: str | None) -> list[str]:
     lines = [
         "## Load test (wrk, uvicorn on loopback)",
         "",
-        f"Produced by `{load.get('command', 'python -m bench.loadtest')}` on"
-        f" {load.get('generated', '?')}: wrk {load.get('wrk_version', '?')},"
-        f" {load.get('threads', '?')} threads, {load.get('connections', '?')} connections,"
-        f" {load.get('duration', '?')} s per variant after a"
-        f" {load.get('warmup', '?')} s warm-up; server: {load.get('server', 'uvicorn')}."
-        f" {load.get('app', '')}",
+        _loadtest_setup(load),
         "",
         f"| variant | requests/s | {label} | p50 | p99 | requests | non-2xx | socket errors"
         " | cache hit rate |",
@@ -556,11 +573,14 @@ def loadtest_lines(load: dict[str, Any], chart: str | None) -> list[str]:
     ]
     for v in variants:
         rps = float(v.get("requests_per_s", 0.0))
-        ratio = (
-            f"{rps / reference['requests_per_s']:.2f}x"
-            if reference and reference.get("requests_per_s") and v is not reference
-            else ("1.00x" if v is reference else "-")
-        )
+        if v.get("ratio_vs_reference") is not None and v is not reference:
+            ratio = f"{float(v['ratio_vs_reference']):.2f}x"
+        else:
+            ratio = (
+                f"{rps / reference['requests_per_s']:.2f}x"
+                if reference and reference.get("requests_per_s") and v is not reference
+                else ("1.00x" if v is reference else "-")
+            )
         errors = sum(int(n) for n in (v.get("socket_errors") or {}).values())
         lines.append(
             f"| {_md(str(v.get('name')))} | {rps:,.0f} | {ratio}"

@@ -230,3 +230,24 @@ def test_charts_are_pngs(tmp_path: Path) -> None:
     for relative in charts.values():
         assert (out.parent / relative).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     assert not stale.exists()
+
+
+def test_load_rounds_pair_each_variant_with_the_reference_of_its_round() -> None:
+    from bench.loadtest import Server, combine
+
+    def output(rate: float) -> str:
+        return WRK_OK.replace("Requests/sec:   2002.55", f"Requests/sec:   {rate:.2f}")
+
+    servers = [
+        Server("nowork", None, "", [output(r) for r in (1000, 2000, 1500)]),  # type: ignore[arg-type]
+        Server("memory", None, "", [output(r) for r in (950, 1900, 1800)]),  # type: ignore[arg-type]
+    ]
+    nowork, memory = combine(servers, {"memory": {"hits": 9, "misses": 1}})
+    # Per-round ratios 0.95, 0.95, 1.2: the median is 0.95, not 1900 / 1500.
+    assert memory.ratio == pytest.approx(0.95)
+    assert memory.wrk.requests_per_s == 1800  # the median round
+    assert nowork.ratio == pytest.approx(1.0)
+    data = memory.as_json()
+    assert data["rounds_requests_per_s"] == [950, 1900, 1800]
+    assert data["requests"] == 3 * 2007
+    assert data["cache_hits"] == 9
