@@ -147,7 +147,7 @@ class Ingest(Serving):
             as_sent=not transcode,
         )
         key = ""
-        write: PendingWrite | None = None
+        job: Callable[[], Awaitable[bool]] | None = None
         if lookup is not None and size <= self.max_body_size:
             key = (
                 self.variant_key(lookup.primary, names, request.headers)
@@ -163,15 +163,20 @@ class Ingest(Serving):
                 else:
                     reply_entry.packed = packed
             # Whether and how long to store is decided after the reply is sent: the
-            # client does not wait for it (nor for compression, nor for the store).
-            stored = reply_entry.copy(
-                body=body if packed is None else packed,
-                coding=coding if packed is None else "zstd",
-            )
+            # client does not wait for it (nor for compression, nor for the store). The
+            # reply's entry becomes the stored one then: its reply is built by that time.
             job = self._store_job(
-                request, lookup, stored, fields_map, targeted, transformable, tags, route
+                request,
+                lookup,
+                reply_entry,
+                body if packed is None else packed,
+                coding if packed is None else "zstd",
+                fields_map,
+                targeted,
+                transformable,
+                tags,
+                route,
             )
-            write = PendingWrite(self, lookup.primary, job)
         cache_status = "asyncperf; fwd=bypass"
         if lookup is not None:
             cache_status = f"asyncperf; fwd={lookup.forward}"
@@ -191,7 +196,11 @@ class Ingest(Serving):
             cache_status=cache_status,
             from_cache=False,
         )
-        reply.write = write
+        if job is not None:
+            # Registered once the reply is built (and before it is sent): a lookup of this
+            # URL from now on runs or waits for the write instead of reading around it.
+            assert lookup is not None
+            reply.write = PendingWrite(self, lookup.primary, job)
         return reply
 
     def _store_job(
@@ -199,6 +208,8 @@ class Ingest(Serving):
         request: RequestView,
         lookup: Lookup,
         entry: StoredResponse,
+        body: bytes,
+        coding: str,
         fields: Mapping[str, str],
         targeted: str | None,
         transformable: bool,
@@ -206,6 +217,7 @@ class Ingest(Serving):
         route: RoutePolicy | None,
     ) -> Callable[[], Awaitable[bool]]:
         async def store() -> bool:
+            entry.body, entry.coding = body, coding
             plan = self._plan(
                 request,
                 entry.status,

@@ -82,25 +82,6 @@ class StoredResponse:
         default=None, init=False
     )
 
-    def copy(self, *, body: bytes, coding: str) -> StoredResponse:
-        """Return this response with another body and coding (``packed`` not copied)."""
-        return StoredResponse(
-            status=self.status,
-            headers=self.headers,
-            body=body,
-            coding=coding,
-            size=self.size,
-            etag=self.etag,
-            last_modified=self.last_modified,
-            request_time=self.request_time,
-            response_time=self.response_time,
-            plan=self.plan,
-            vary=self.vary,
-            app_etag=self.app_etag,
-            app_last_modified=self.app_last_modified,
-            as_sent=self.as_sent,
-        )
-
     def header(self, name: str) -> str | None:
         """Return the stored field ``name`` (repeated values joined), or ``None``."""
         values = [value for key, value in self.headers if key == name]
