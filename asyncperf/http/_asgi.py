@@ -20,6 +20,7 @@ from ._types import (
     BYPASS,
     FROM_CACHE,
     MISS,
+    NO_PARAMS,
     REVALIDATE,
     SAFE_METHODS,
     SERVER_ERRORS,
@@ -79,18 +80,19 @@ def request_view(scope: Scope) -> RequestView:
         server = scope.get("server")
         host = f"{server[0]}:{server[1]}" if server else "localhost"
     raw_path = scope.get("raw_path")
-    path = (
-        bytes(raw_path).decode("latin-1")
-        if raw_path
-        else scope.get("root_path", "") + scope.get("path", "/")
-    )
+    if not raw_path:
+        path = scope.get("root_path", "") + scope.get("path", "/")
+    else:
+        path = (raw_path if type(raw_path) is bytes else bytes(raw_path)).decode("latin-1")
+    query = scope.get("query_string")
     return RequestView(
         method=scope.get("method", "GET").upper(),
         scheme=scope.get("scheme", "http"),
         host=host,
         path=path,
-        query=bytes(scope.get("query_string", b"")).decode("latin-1"),
+        query=(query if type(query) is bytes else bytes(query)).decode("latin-1") if query else "",
         headers=headers,
+        params=NO_PARAMS,
     )
 
 
@@ -309,7 +311,7 @@ class _Capture:
         self.done = False
 
     def _route(self) -> Any:
-        self.request.params = self.scope.get("path_params") or {}
+        self.request.params = self.scope.get("path_params") or NO_PARAMS
         return route_policy_of(self.scope.get("endpoint"))
 
     async def _send(self, message: Message) -> None:

@@ -15,7 +15,6 @@ import functools
 import math
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Final, NamedTuple
 
 __all__ = [
@@ -203,9 +202,11 @@ def vary_values(names: Iterable[str], headers: HeaderMap) -> tuple[str | None, .
 _CASELESS_FIELDS: Final = frozenset({"accept-encoding", "accept-charset", "accept-language"})
 
 
-@dataclass(frozen=True, slots=True)
-class Plan:
+class Plan(NamedTuple):
     """How a response may be stored and reused, decided when it arrives.
+
+    Immutable (a named tuple: one is made for every response stored, and a tuple is made
+    in half the time of a frozen dataclass).
 
     Attributes:
         lifetime: Freshness lifetime in seconds.

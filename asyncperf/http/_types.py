@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Final
 
 from ._policy import GATEWAY_TIMEOUT, HIT, REVALIDATE, STALE, Plan
@@ -109,6 +110,11 @@ class ResponseCacheStatistics:
         served = self.hits + self.stale
         total = served + self.misses
         return served / total if total else 0.0
+
+
+# The params of a request no route has matched yet: shared and read-only, so the ASGI
+# glue makes no dict per request.
+NO_PARAMS: Final[Mapping[str, object]] = MappingProxyType({})
 
 
 # No generated repr: the headers hold credentials (Authorization, Cookie).
