@@ -10,7 +10,7 @@ COV_MIN ?= 91
 LOCK := constraints.txt
 PIP_INSTALL = $(BIN)/python -m pip install --quiet -c $(LOCK)
 
-.PHONY: demo test test-embedder bench-test lint typecheck bench bench-quick bench-report loadtest loadtest-quick docs \
+.PHONY: demo test test-embedder bench-test lint typecheck bench bench-quick bench-report loadtest loadtest-quick instructions docs \
 	system-deps services lock dist-check ci clean
 
 $(BIN)/python:
@@ -89,16 +89,22 @@ bench: $(VENV)/.installed-dev services
 bench-quick: $(VENV)/.installed-dev services
 	ASYNCPERF_BENCH_QUICK=1 $(BIN)/pytest bench/ --benchmark-only -q -p no:cacheprovider
 
-## loadtest: wrk drives the demo app under uvicorn on loopback (bare, memory cache, Redis cache), 10 s each
+## loadtest: wrk drives the demo app under uvicorn on loopback (no-work reference, bare, memory and Redis
+## cache), 7 rounds of 3 s per variant, server and wrk pinned to a CPU each
 loadtest: $(VENV)/.installed-dev services
 	@command -v wrk >/dev/null || { echo "wrk missing: apt-get install -y wrk" >&2; exit 1; }
 	@mkdir -p bench/results
 	$(BIN)/python -m bench.loadtest --json bench/results/loadtest.json
 
-## loadtest-quick: the same, 2 s per variant (CI); fails if any request failed
+## loadtest-quick: the same, one round of 2 s (CI); fails if any request failed
 loadtest-quick: $(VENV)/.installed-dev services
 	@command -v wrk >/dev/null || { echo "wrk missing: apt-get install -y wrk" >&2; exit 1; }
 	$(BIN)/python -m bench.loadtest --quick
+
+## instructions: the HTTP cache's hit and miss in instructions per request (callgrind: no noise)
+instructions: $(VENV)/.installed-dev
+	@command -v valgrind >/dev/null || { echo "valgrind missing: apt-get install -y valgrind" >&2; exit 1; }
+	$(BIN)/python -m bench.instructions
 
 ## bench-report: full suite + load test, then regenerate docs/benchmarks.md and docs/img/*.png
 bench-report: $(VENV)/.installed-dev services

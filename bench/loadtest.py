@@ -3,7 +3,7 @@ asyncperf's response cache.
 
 Usage (from the repository root; needs ``wrk``, Debian package ``wrk``)::
 
-    .venv/bin/python -m bench.loadtest                       # 3 rounds of 5 s per variant
+    .venv/bin/python -m bench.loadtest                       # 7 rounds of 3 s per variant
     .venv/bin/python -m bench.loadtest --quick               # one round of 2 s (CI)
     .venv/bin/python -m bench.loadtest --json bench/results/loadtest.json --markdown out.md
 
@@ -27,7 +27,7 @@ installs them, ``127.0.0.1``, a free port):
 
 Every variant's server is started first and checked with two plain requests (200, the
 full body; the second is an ``X-Cache: HIT`` on the cached variants), then warmed up with
-wrk for one second. Then come the rounds (``--rounds``, 3): in each, every variant is
+wrk for one second. Then come the rounds (``--rounds``, 7): in each, every variant is
 driven by ``wrk -c50 -d<duration>s --latency`` over 100 URLs (a Lua script), the order
 reversed every other round, so the machine's drift falls on all variants alike; a row is
 the variant's median round, its ratio to ``nowork`` the median of its per-round ratios
@@ -591,7 +591,7 @@ def main(argv: Iterable[str] | None = None) -> int:
     )
     parser.add_argument("--duration", type=int, default=5, help="seconds per variant and round (5)")
     parser.add_argument(
-        "--rounds", type=int, default=3, help="rounds, each driving every variant once (3)"
+        "--rounds", type=int, default=7, help="rounds, each driving every variant once (7)"
     )
     parser.add_argument("--quick", action="store_true", help="one round of 2 s (CI)")
     parser.add_argument("--connections", type=int, default=CONNECTIONS)

@@ -1,0 +1,141 @@
+"""Instructions per request of the HTTP cache's hit and miss, counted by callgrind.
+
+Wall-clock ratios on a shared 2-core VM move by a third between runs; instruction counts
+do not (the same binary, inputs and environment give the same count, whatever else the
+machine is doing). This counts, for the ``http-direct`` apps of ``bench/test_http.py``
+called in process (no client, no server):
+
+* ``app``: the Starlette route answering 2 KB of JSON at once (behind Starlette's
+  exception middleware, as in an application), with a new URL every request;
+* ``essential``: that route behind the *essential miss work* middleware (the reference
+  of the miss target: decode, buffer, hash an ETag, add the cache's fields, zstd-pack,
+  keep in a dict);
+* ``miss``: the route behind ``ResponseCacheMiddleware`` over ``Cache(MemoryStore())``,
+  a new URL every request (each one stored);
+* ``app-hot`` and ``hit``: the route alone and behind the cache over 50 stored URLs, a
+  client sending only ``Host`` (as wrk does: the identity body is served).
+
+Each count is the difference between a run of 1,000 requests (after 200 to warm up) and a
+run of none, divided by 1,000, so start-up and imports cancel out. Usage::
+
+    .venv/bin/python -m bench.instructions            # needs valgrind (Debian: valgrind)
+
+It prints each count and the two ratios of the HTTP issue: a miss's added instructions
+against the essential work's (target 2x), and a hit's against the app's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import re
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+VARIANTS = ("app", "essential", "miss", "app-hot", "hit")
+REQUESTS = 1000
+WARMUP = 200
+HOT_URLS = 50
+
+
+def drive(variant: str, requests: int) -> None:
+    """Run ``WARMUP + requests`` requests of ``variant`` (the process callgrind counts)."""
+    from starlette.applications import Starlette
+    from starlette.middleware.exceptions import ExceptionMiddleware
+    from starlette.routing import Route
+
+    from asyncperf import Cache, MemoryStore
+    from asyncperf.http import ResponseCache, ResponseCacheMiddleware
+    from bench._asgi import get_scope, receive, send
+    from bench.test_http import _CLIENT_HEADERS, EssentialWork, instant
+
+    route = ExceptionMiddleware(Starlette(routes=[Route("/items/{n}", instant)]).router)
+    cached = ResponseCacheMiddleware(
+        route, ResponseCache(Cache(MemoryStore(max_entries=1_000_000)))
+    )
+    app = {
+        "app": route,
+        "essential": EssentialWork(route),
+        "miss": cached,
+        "app-hot": route,
+        "hit": cached,
+    }[variant]
+    hot = variant in ("app-hot", "hit")
+    headers = ((b"host", b"127.0.0.1:8000"),) if hot else _CLIENT_HEADERS
+    paths = (
+        itertools.cycle([f"/items/{i}" for i in range(HOT_URLS)])
+        if hot
+        else (f"/items/{i}" for i in itertools.count())
+    )
+
+    async def run() -> None:
+        for _ in range(WARMUP + requests):
+            await app(get_scope(next(paths), headers), receive, send)
+
+    asyncio.run(run())
+
+
+def count(valgrind: str, variant: str, requests: int) -> int:
+    """Instructions callgrind counts for one run of ``variant``."""
+    root = Path(__file__).resolve().parent.parent
+    completed = subprocess.run(
+        [
+            valgrind,
+            "--tool=callgrind",
+            "--callgrind-out-file=/dev/null",
+            sys.executable,
+            "-m",
+            "bench.instructions",
+            "--drive",
+            variant,
+            str(requests),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env=dict(os.environ, PYTHONHASHSEED="0"),
+        check=False,
+    )
+    match = re.search(r"Collected : (\d+)", completed.stderr)
+    if completed.returncode != 0 or match is None:
+        raise RuntimeError(f"callgrind run of {variant} failed:\n{completed.stderr[-2000:]}")
+    return int(match.group(1))
+
+
+def per_request(valgrind: str, variant: str) -> int:
+    return (count(valgrind, variant, REQUESTS) - count(valgrind, variant, 0)) // REQUESTS
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["--drive"]:
+        drive(argv[1], int(argv[2]))
+        return 0
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        print("valgrind is not installed (Debian: apt-get install -y valgrind)", file=sys.stderr)
+        return 2
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        counts = dict(
+            zip(VARIANTS, pool.map(lambda v: per_request(valgrind, v), VARIANTS), strict=True)
+        )
+    for variant in VARIANTS:
+        print(f"{variant:<10} {counts[variant]:>9,} instructions/request")
+    miss_added = counts["miss"] - counts["app"]
+    essential_added = counts["essential"] - counts["app"]
+    print(
+        f"a miss adds {miss_added:,} instructions, the essential work {essential_added:,}:"
+        f" {miss_added / essential_added:.2f}x (target <= 2x)"
+    )
+    print(
+        f"a hit costs {counts['hit']:,} instructions, the app answering at once"
+        f" {counts['app-hot']:,}: {counts['hit'] / counts['app-hot']:.2f}x"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
