@@ -90,7 +90,7 @@ bench-quick: $(VENV)/.installed-dev services
 	ASYNCPERF_BENCH_QUICK=1 $(BIN)/pytest bench/ --benchmark-only -q -p no:cacheprovider
 
 ## loadtest: wrk drives the demo app under uvicorn on loopback (no-work reference, bare, memory and Redis
-## cache), 7 rounds of 3 s per variant, server and wrk pinned to a CPU each
+## cache), 7 rounds of 5 s per variant, server and wrk pinned to a CPU each
 loadtest: $(VENV)/.installed-dev services
 	@command -v wrk >/dev/null || { echo "wrk missing: apt-get install -y wrk" >&2; exit 1; }
 	@mkdir -p bench/results

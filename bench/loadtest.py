@@ -3,7 +3,7 @@ asyncperf's response cache.
 
 Usage (from the repository root; needs ``wrk``, Debian package ``wrk``)::
 
-    .venv/bin/python -m bench.loadtest                       # 7 rounds of 3 s per variant
+    .venv/bin/python -m bench.loadtest                       # 7 rounds of 5 s per variant
     .venv/bin/python -m bench.loadtest --quick               # one round of 2 s (CI)
     .venv/bin/python -m bench.loadtest --json bench/results/loadtest.json --markdown out.md
 
