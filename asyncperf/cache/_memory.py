@@ -157,7 +157,10 @@ class MemoryStore(BaseStore):
         self._sizeof = sizeof or estimate_size
         self._data: OrderedDict[str, Entry] = OrderedDict()
         self._lock = threading.Lock()
-        self._tags: dict[str, set[str]] = {}
+        # tag -> its keys: the key itself while it has one (most tags name one entry: an
+        # HTTP response's URL tag), a set from the second on: no set, and one object fewer
+        # for the garbage collector to track, per entry so tagged.
+        self._tags: dict[str, set[str] | str] = {}
         self._bytes = 0
         self._evictions = 0
         self._expirations = 0
@@ -329,10 +332,14 @@ class MemoryStore(BaseStore):
             lock.release()
 
     def _tag(self, key: str, tags: tuple[str, ...]) -> None:
+        index = self._tags
         for tag in tags:
-            keys = self._tags.get(tag)
+            keys = index.get(tag)
             if keys is None:
-                self._tags[tag] = {key}
+                index[tag] = key
+            elif isinstance(keys, str):
+                if keys != key:
+                    index[tag] = {keys, key}
             else:
                 keys.add(key)
 
@@ -354,12 +361,18 @@ class MemoryStore(BaseStore):
             self._untag(key, entry.tags)
 
     def _untag(self, key: str, tags: tuple[str, ...]) -> None:
+        index = self._tags
         for tag in tags:
-            keys = self._tags.get(tag)
-            if keys is not None:
+            keys = index.get(tag)
+            if keys is None:
+                continue
+            if isinstance(keys, str):
+                if keys == key:
+                    del index[tag]
+            else:
                 keys.discard(key)
                 if not keys:
-                    del self._tags[tag]
+                    del index[tag]
 
     def delete_entry(self, key: str) -> bool:
         """Remove ``key``; return whether a live entry was there."""
@@ -375,7 +388,8 @@ class MemoryStore(BaseStore):
         removed = 0
         with self._lock:
             for tag in tags:
-                for key in self._tags.pop(tag, ()):
+                members = self._tags.pop(tag, ())
+                for key in (members,) if isinstance(members, str) else members:
                     entry = self._data.get(key)
                     if entry is not None:
                         self._remove(key, entry)

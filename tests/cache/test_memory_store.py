@@ -232,6 +232,24 @@ def test_tags_index_follows_removals() -> None:
     assert len(store) == 0
 
 
+def test_a_tag_naming_one_key_is_kept_without_a_set() -> None:
+    # Most tags name one entry (an HTTP response's URL tag): the index keeps the key
+    # itself, a set only from the second key on, and every path reads both forms.
+    store = MemoryStore()
+    put(store, "a", 1, tags=["own", "shared"])
+    put(store, "b", 2, tags=["shared"])
+    assert store._tags == {"own": "a", "shared": {"a", "b"}}
+    put(store, "a", 3, tags=["own"])  # overwritten: its old tags go, its new ones come
+    assert store._tags == {"own": "a", "shared": {"b"}}
+    put(store, "c", 4, tags=["solo"])
+    assert store.invalidate_tags_sync(["solo"]) == 1
+    assert store.delete_entry("a")
+    assert store._tags == {"shared": {"b"}}
+    assert store.invalidate_tags_sync(["own", "shared"]) == 1
+    assert store._tags == {}
+    assert len(store) == 0
+
+
 def test_retagging_an_overwritten_key() -> None:
     store = MemoryStore()
     put(store, "a", 1, tags=["old"])
