@@ -226,7 +226,8 @@ class Serving(WriteBehind):
         """A full reply built as bytes only (the ASGI glue sends them as they are; the
         text list is decoded from them if a glue asks)."""
         whole_age = -1 if age is None else int(age if age < 2**31 else 2**31)
-        wanted = (coding, label, whole_age, cache_status, len(body))
+        ttl = int(entry.plan.lifetime - (age or 0.0)) if not cache_status else 0
+        wanted = (coding, label, whole_age, cache_status, ttl, len(body))
         head = entry.head
         if head is not None and head[0] == wanted:
             raw = head[1].copy()  # a copy: an outer middleware may change the list it is sent
@@ -244,10 +245,10 @@ class Serving(WriteBehind):
                 if cache_status:
                     raw.append((b"cache-status", cache_status.encode("latin-1")))
                 else:
-                    ttl = int(entry.plan.lifetime - (age or 0.0))
                     raw.append((b"cache-status", b"asyncperf; hit; ttl=%d" % ttl))
             raw.append((b"content-length", b"%d" % len(body)))
-            entry.head = (wanted, raw.copy())
+            if from_cache:  # a reply fresh from the app is built once: nothing to reuse
+                entry.head = (wanted, raw.copy())
         if from_cache and request.method == "GET":
             self._bytes_served += len(body)
         return Reply(entry.status, None, body, label, raw=raw)

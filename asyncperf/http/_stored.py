@@ -75,10 +75,10 @@ class StoredResponse:
     )
     # For a response just stored: its zstd frame, reused for zstd clients (not stored).
     packed: bytes | None = field(default=None, init=False)
-    # The last full reply's fields as bytes, and what they were built for (coding, label,
-    # whole seconds of age, Cache-Status, body length): a hot entry's replies in the same
-    # second copy them instead of formatting each field again.
-    head: tuple[tuple[str, str, int, str, int], list[tuple[bytes, bytes]]] | None = field(
+    # The last full reply from the cache's fields as bytes, and what they were built for
+    # (coding, label, whole seconds of age, Cache-Status or its ttl, body length): a hot
+    # entry's replies in the same second copy them instead of formatting each field again.
+    head: tuple[tuple[str, str, int, str, int, int], list[tuple[bytes, bytes]]] | None = field(
         default=None, init=False
     )
 
