@@ -201,6 +201,11 @@ class Cache(SyncLoading):
                         pass
                     self._hits += 1
                     return entry.value
+            elif self._mem is not None and type(key) is str and len(key) <= 200:
+                # Absent from a plain memory store, under a valid key: a miss, without
+                # checking the key and looking it up again below.
+                self._misses += 1
+                return default
         if type(key) is not str or len(key) > 200:  # MAX_KEY_LENGTH, a literal on purpose
             key = check_key(key)
         if self._prefix:

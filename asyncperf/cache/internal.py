@@ -11,6 +11,8 @@ attribute: everything they need from the core comes through this one module.
   store of a cache that offers it.
 - :func:`plain_memory_store`: the :class:`MemoryStore` of a cache that uses nothing else,
   for callers whose writes to it can take a synchronous fast path (they never suspend).
+- :func:`set_now`: that fast path for a tagged write whose key, TTL and tags the caller
+  built itself (so they need no checking), counted as ``Cache.set`` counts it.
 - :class:`ZstdPool`: per-thread zstd compressors and decompressors (one pool design for
   the codec and HTTP bodies).
 - :data:`ABANDONED`: what ``Flight.outcome()`` returns when the leader gave up.
@@ -18,7 +20,11 @@ attribute: everything they need from the core comes through this one module.
 
 from __future__ import annotations
 
+import math
+
 from ._cache import Cache, check_ttl
+from ._entry import Entry
+from ._keys import MAX_KEY_LENGTH
 from ._memory import MemoryStore
 from ._singleflight import ABANDONED, Flight, SyncFlight
 from ._store import LeaseStore
@@ -33,6 +39,7 @@ __all__ = [
     "check_ttl",
     "lease_store",
     "plain_memory_store",
+    "set_now",
 ]
 
 
@@ -45,3 +52,25 @@ def lease_store(cache: Cache) -> LeaseStore | None:
     """Return the cache's store when it can hold cross-process leases, else ``None``."""
     store = cache.store
     return store if isinstance(store, LeaseStore) else None
+
+
+def set_now(cache: Cache, key: str, value: object, ttl: float, tags: list[str]) -> bool:
+    """Store ``value`` in a plain memory cache without awaiting; ``False``: not done (the
+    cache is not one, or the key, TTL or jitter needs ``Cache.set``, which must be used).
+
+    For callers that built ``key`` and ``tags`` (non-empty strings) themselves: only what
+    such a caller cannot rule out (an over-long key, which the cache stores hashed, and an
+    unbounded TTL) is checked here.
+    """
+    mem = cache._mem
+    if mem is None or cache._jitter or len(key) > MAX_KEY_LENGTH or not 0.0 < ttl < math.inf:
+        return False
+    prefix = cache._prefix
+    if prefix:
+        key = prefix + key
+        stored = tuple([prefix + tag for tag in tags])
+    else:
+        stored = tuple(tags)
+    mem.set_entry(key, Entry(value, tags=stored), ttl)
+    cache._sets += 1
+    return True

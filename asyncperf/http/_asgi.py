@@ -451,7 +451,8 @@ class _Capture:
                     if not self.background:
                         await self._send_reply(reply)
                 finally:
-                    await rc.store(reply)  # the client has its answer (or has gone): store
+                    if reply.write is not None:  # the client has its answer (or has gone)
+                        await reply.write.run()
             elif mode == _TEE:
                 await rc.store_streamed(
                     request,

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from ._conditional import etag_matches
 from ._keys import body_etag
-from ._policy import Plan, parse_delta, parse_directives, parse_http_date, plan_storage, vary_names
+from ._policy import Plan, parse_delta, parse_directives, parse_http_date, storage_plan, vary_names
 from ._reply import Serving
 from ._route import RoutePolicy
 from ._stored import StoredResponse
@@ -43,11 +43,17 @@ class Ingest(Serving):
     ) -> tuple[list[tuple[str, str]], dict[str, str], list[str], str | None]:
         """Remove this cache's fields (lower-casing names); return the rest as a list and
         as a :func:`header_map`, the tags and the targeted Cache-Control value."""
+        internal = self._internal
+        fields = dict(headers)
+        if len(fields) == len(headers) and "".join(fields).islower():
+            # The common response: lower-case names (as both glues give them), none
+            # repeated. Without one of ours, it is kept whole.
+            if internal.isdisjoint(fields):
+                return list(headers), fields, [], None
         kept: list[tuple[str, str]] = []
-        fields: dict[str, str] = {}
+        fields = {}
         tags: list[str] = []
         targeted: str | None = None
-        internal = self._internal
         for name, value in headers:
             name = name.lower()
             if name in internal:
@@ -109,11 +115,16 @@ class Ingest(Serving):
         )
         app_etag = fields_map.get("etag")
         etag = app_etag or (body_etag(body) if status == 200 else "")
-        last_modified = parse_http_date(fields_map.get("last-modified"))
-        date = parse_http_date(fields_map.get("date"))
-        names = vary_names(fields_map.get("vary")) or ()
-        if owned and names:
-            names = tuple(name for name in names if name != "accept-encoding")
+        last_modified = date = None
+        names: tuple[str, ...] = ()
+        if "last-modified" in fields_map:
+            last_modified = parse_http_date(fields_map["last-modified"])
+        if "date" in fields_map:
+            date = parse_http_date(fields_map["date"])
+        if "vary" in fields_map:
+            names = vary_names(fields_map["vary"]) or ()
+            if owned and names:
+                names = tuple(name for name in names if name != "accept-encoding")
         drop = DROPPED_OWNED if owned else DROPPED
         connection = fields_map.get("connection")
         if connection:
@@ -173,7 +184,6 @@ class Ingest(Serving):
                 coding if packed is None else "zstd",
                 fields_map,
                 targeted,
-                transformable,
                 tags,
                 route,
             )
@@ -185,14 +195,23 @@ class Ingest(Serving):
         # The Age of an upstream's response goes on, plus the time it took to get here
         # (RFC 9111 §4.2.3); a response the app made itself has none.
         upstream_age = parse_delta(fields_map["age"].strip()) if "age" in fields_map else None
-        reply = await self.serve(
+        age = (
+            None if upstream_age is None else upstream_age + max(0.0, response_time - request_time)
+        )
+        reply = self.serve_now(
             request,
             reply_entry,
             label,
             key=key,
-            age=None
-            if upstream_age is None
-            else upstream_age + max(0.0, response_time - request_time),
+            age=age,
+            cache_status=cache_status,
+            from_cache=False,
+        ) or await self.serve(
+            request,
+            reply_entry,
+            label,
+            key=key,
+            age=age,
             cache_status=cache_status,
             from_cache=False,
         )
@@ -212,7 +231,6 @@ class Ingest(Serving):
         coding: str,
         fields: Mapping[str, str],
         targeted: str | None,
-        transformable: bool,
         tags: list[str],
         route: RoutePolicy | None,
     ) -> Callable[[], Awaitable[bool]]:
@@ -231,8 +249,20 @@ class Ingest(Serving):
                 if lookup.action != REVALIDATE:  # a failed revalidation keeps its entry
                     self._no_coalescing(lookup.primary)
                 return False
-            stored = self._storable(entry, plan, transformable)
-            await self._write(request, lookup, stored, plan, tags, route)
+            # The entry (this write's own) becomes what is stored: stripped fields removed,
+            # body packed with zstd (PLAIN: this cache owns a transformable coding).
+            if plan.strip:
+                entry.headers = [
+                    (name, value) for name, value in entry.headers if name not in plan.strip
+                ]
+            if coding == PLAIN:
+                packed = self.codings.pack(body, self.min_compress_size)
+                if packed is None:
+                    entry.coding = "identity"
+                else:
+                    entry.body, entry.coding = packed, "zstd"
+            entry.plan = plan
+            await self._write(request, lookup, entry, plan, tags, route)
             lookup.stored = True
             if self._passes:
                 self._passes.pop(lookup.primary, None)  # storable again: coalesce again
@@ -253,38 +283,22 @@ class Ingest(Serving):
         """Decide storage for a response, with the route's overrides over the cache's."""
         swr = route.stale_while_revalidate if route is not None else None
         sie = route.stale_if_error if route is not None else None
-        return plan_storage(
-            status=status,
-            request_headers=request.headers,
-            response_headers=response_headers,
-            request_time=request_time,
-            response_time=response_time,
-            shared=self.shared,
-            default_ttl=self.default_ttl,
-            route_ttl=route.ttl if route is not None else None,
-            stale_while_revalidate=self.stale_while_revalidate if swr is None else swr,
-            stale_if_error=self.stale_if_error if sie is None else sie,
-            store_set_cookie=self.store_set_cookie,
-            targeted=targeted,
-            heuristic=self.heuristic,
-            retain=self.retain,
+        return storage_plan(
+            status,
+            request.headers,
+            response_headers,
+            request_time,
+            response_time,
+            self.shared,
+            self.default_ttl,
+            route.ttl if route is not None else None,
+            self.stale_while_revalidate if swr is None else swr,
+            self.stale_if_error if sie is None else sie,
+            self.store_set_cookie,
+            targeted,
+            self.heuristic,
+            self.retain,
         )
-
-    def _storable(self, entry: StoredResponse, plan: Plan, transformable: bool) -> StoredResponse:
-        """Make ``entry`` (this write's own copy) what is stored: stripped fields removed,
-        body packed with zstd, the plan set."""
-        if plan.strip:
-            entry.headers = [
-                (name, value) for name, value in entry.headers if name not in plan.strip
-            ]
-        if entry.coding == PLAIN:
-            entry.coding = "identity"
-            if transformable:
-                packed = self.codings.pack(entry.body, self.min_compress_size)
-                if packed is not None:
-                    entry.body, entry.coding = packed, "zstd"
-        entry.plan = plan
-        return entry
 
     async def refresh(
         self,

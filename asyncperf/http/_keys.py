@@ -44,8 +44,11 @@ def normalize_path(path: str) -> str:
 def prefix_tags(path: str) -> list[str]:
     """Return the ``p:`` tags of every path-segment prefix of ``path`` (capped in depth)."""
     tags: list[str] = []  # no "p:/": invalidate(prefix="/") clears the namespace instead
+    segments = path.strip("/").split("/")
+    if "" in segments:  # "//" inside the path, or the path "/" itself
+        segments = [segment for segment in segments if segment]
     current = "p:"
-    for segment in [segment for segment in path.split("/") if segment][:_PREFIX_DEPTH]:
+    for segment in segments[:_PREFIX_DEPTH]:
         current += "/" + segment
         tags.append(current)
     return tags

@@ -34,6 +34,7 @@ __all__ = [
     "parse_directives",
     "parse_http_date",
     "plan_storage",
+    "storage_plan",
     "vary_names",
     "vary_values",
 ]
@@ -300,6 +301,42 @@ def plan_storage(
     Returns:
         The plan, or ``None`` when the response must not be stored.
     """
+    return storage_plan(
+        status,
+        request_headers,
+        response_headers,
+        request_time,
+        response_time,
+        shared,
+        default_ttl,
+        route_ttl,
+        stale_while_revalidate,
+        stale_if_error,
+        store_set_cookie,
+        targeted,
+        heuristic,
+        retain,
+    )
+
+
+def storage_plan(
+    status: int,
+    request_headers: HeaderMap,
+    response_headers: HeaderMap,
+    request_time: float,
+    response_time: float,
+    shared: bool,
+    default_ttl: float | None,
+    route_ttl: float | None,
+    stale_while_revalidate: float | None,
+    stale_if_error: float | None,
+    store_set_cookie: bool,
+    targeted: str | None,
+    heuristic: float | None,
+    retain: float,
+) -> Plan | None:
+    """:func:`plan_storage` with positional arguments: the cache's own call, once per
+    response stored (fourteen keywords cost more than the rest of the plan)."""
     get = response_headers.get
     rules = _rules(
         status,
@@ -320,7 +357,8 @@ def plan_storage(
     )
     if rules is None:
         return None
-    date = parse_http_date(get("date"))
+    date_value = get("date")
+    date = parse_http_date(date_value) if date_value else None
     lifetime = rules.lifetime
     if rules.source == _FROM_EXPIRES:
         expires = parse_http_date(get("expires"))
@@ -332,20 +370,26 @@ def plan_storage(
             return None
         since = (date or response_time) - modified
         lifetime = min(_HEURISTIC_CAP, max(0.0, since * (heuristic or 0.0)))
-    plan = Plan(
-        lifetime=lifetime,
-        initial_age=initial_age(response_headers, request_time, response_time, date),
-        always_revalidate=rules.always_revalidate,
-        no_stale=rules.no_stale,
-        stale_while_revalidate=rules.stale_while_revalidate,
-        stale_if_error=rules.stale_if_error,
-        authorized_ok=rules.authorized_ok,
-        strip=rules.strip,
-        retain=retain if "etag" in response_headers or "last-modified" in response_headers else 0.0,
-    )
-    if plan.keep <= 0.0:
+    if date is None and "age" not in response_headers:
+        age = max(0.0, response_time - request_time)  # initial_age() of an app's own response
+    else:
+        age = initial_age(response_headers, request_time, response_time, date)
+    if "etag" not in response_headers and "last-modified" not in response_headers:
+        retain = 0.0
+    # Plan.keep, computed once: nothing to keep, nothing stored.
+    if max(0.0, lifetime - age) + max(rules.window, retain) <= 0.0:
         return None
-    return plan
+    return Plan(
+        lifetime,
+        age,
+        rules.always_revalidate,
+        rules.no_stale,
+        rules.stale_while_revalidate,
+        rules.stale_if_error,
+        rules.authorized_ok,
+        rules.strip,
+        retain,
+    )
 
 
 # Where a storable response's lifetime comes from (RFC 9111 §4.2.1, in that order).
@@ -363,6 +407,7 @@ class _Rules(NamedTuple):
     stale_if_error: float
     authorized_ok: bool
     strip: frozenset[str]
+    window: float  # Plan.keep's stale window: 0 when no_stale, else the longer one
 
 
 @functools.lru_cache(maxsize=1024)
@@ -445,15 +490,18 @@ def _rules(
     no_stale = any(name in directives for name in ("must-revalidate", "proxy-revalidate")) or (
         shared and "s-maxage" in directives
     )
+    swr_seconds = _seconds(swr if swr is not None else stale_while_revalidate)
+    sie_seconds = _seconds(sie if sie is not None else stale_if_error)
     return _Rules(
         source=source,
         lifetime=float(lifetime or 0.0),
         always_revalidate=always_revalidate,
         no_stale=no_stale,
-        stale_while_revalidate=_seconds(swr if swr is not None else stale_while_revalidate),
-        stale_if_error=_seconds(sie if sie is not None else stale_if_error),
+        stale_while_revalidate=swr_seconds,
+        stale_if_error=sie_seconds,
         authorized_ok=authorized_ok,
         strip=frozenset(strip),
+        window=0.0 if no_stale else max(swr_seconds, sie_seconds),
     )
 
 

@@ -13,6 +13,7 @@ from typing import Final
 
 import anyio
 
+from ..cache.internal import set_now
 from ._coalescing import Coalescing
 from ._keys import prefix_tags
 from ._policy import Plan
@@ -72,14 +73,19 @@ class PendingWrite:
             return
         self._state = 1
         owner = self._owner
+        previous, self._previous = self._previous, None
         try:
             if owner._writes_suspend:
                 with anyio.CancelScope(shield=True):
-                    await self._write()
+                    if previous is not None:
+                        await previous.run()
+                    self.stored = await self._job()
             else:
                 # A plain MemoryStore writes without ever suspending, so nothing can cancel
                 # the write midway: a shield (~10 µs on asyncio) would protect nothing.
-                await self._write()
+                if previous is not None:
+                    await previous.run()
+                self.stored = await self._job()
         except Exception:
             owner.count_error()
             logger.warning("storing the response to %s failed", self._primary, exc_info=True)
@@ -89,12 +95,6 @@ class PendingWrite:
                 del owner._pending[self._primary]
             if self._done is not None:
                 self._done.set()
-
-    async def _write(self) -> None:
-        previous, self._previous = self._previous, None
-        if previous is not None:
-            await previous.run()
-        self.stored = await self._job()
 
 
 class WriteBehind(Coalescing):
@@ -164,6 +164,7 @@ class WriteBehind(Coalescing):
             await self.cache.set(primary, encode_marker(entry.vary), ttl=ttl, tags=all_tags)
         else:
             key = primary
-        await self.cache.set(key, blob, ttl=ttl, tags=all_tags)
+        if not set_now(self.cache, key, blob, ttl, all_tags):
+            await self.cache.set(key, blob, ttl=ttl, tags=all_tags)
         self._stores += 1
         return key
