@@ -11,7 +11,9 @@ attribute: everything they need from the core comes through this one module.
   store of a cache that offers it.
 - :func:`plain_memory_store`: the :class:`MemoryStore` of a cache that uses nothing else,
   for callers whose writes to it can take a synchronous fast path (they never suspend).
-- :func:`set_now`: that fast path for a tagged write whose key, TTL and tags the caller
+- :func:`get_now`: ``Cache.get`` without awaiting, when the answer is in memory (a plain
+  memory cache, or a tiered cache's L1 hit); :data:`LATER` when it must be awaited.
+- :func:`set_now`: the fast path for a tagged write whose key, TTL and tags the caller
   built itself (so they need no checking), counted as ``Cache.set`` counts it.
 - :class:`ZstdPool`: per-thread zstd compressors and decompressors (one pool design for
   the codec and HTTP bodies).
@@ -21,6 +23,7 @@ attribute: everything they need from the core comes through this one module.
 from __future__ import annotations
 
 import math
+from typing import Any, Final
 
 from ._cache import Cache, check_ttl
 from ._entry import Entry
@@ -32,11 +35,13 @@ from ._zstd import ZstdPool
 
 __all__ = [
     "ABANDONED",
+    "LATER",
     "Flight",
     "LeaseStore",
     "SyncFlight",
     "ZstdPool",
     "check_ttl",
+    "get_now",
     "lease_store",
     "plain_memory_store",
     "set_now",
@@ -52,6 +57,35 @@ def lease_store(cache: Cache) -> LeaseStore | None:
     """Return the cache's store when it can hold cross-process leases, else ``None``."""
     store = cache.store
     return store if isinstance(store, LeaseStore) else None
+
+
+LATER: Final = object()  # get_now's answer when only ``await cache.get(key)`` can tell
+
+
+def get_now(cache: Cache, key: str) -> Any:
+    """Return what ``await cache.get(key)`` would (``None`` when absent), without awaiting,
+    when memory can answer; :data:`LATER` when it cannot (a remote store, an expired entry
+    to drop, a key ``Cache.get`` must check). Counted as ``Cache.get`` counts it.
+    """
+    data = cache._data
+    if data is None or type(key) is not str or len(key) > MAX_KEY_LENGTH:
+        return LATER
+    full = cache._prefix + key if cache._prefix else key
+    entry = data.get(full)
+    if entry is None:
+        if cache._mem is None:
+            return LATER  # a tiered cache's L1 miss: the L2 may hold it
+        cache._misses += 1
+        return None
+    fresh_until = entry.fresh_until
+    if fresh_until is not None and cache._clock() >= fresh_until:
+        return LATER
+    try:
+        data.move_to_end(full)
+    except KeyError:  # deleted by another thread since: still a valid read
+        pass
+    cache._hits += 1
+    return entry.value
 
 
 def set_now(cache: Cache, key: str, value: object, ttl: float, tags: list[str]) -> bool:

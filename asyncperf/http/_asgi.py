@@ -346,7 +346,20 @@ class _Capture:
         body: bytes = message.get("body", b"")
         more: bool = message.get("more_body", False)
         if self.mode == _WAITING:
-            await self._decide(more, len(body))
+            if (
+                # The common response, decided without a coroutine: whole in its first
+                # message, small enough, a GET that is no revalidation (nor can be answered
+                # from stale on error). Anything else is weighed by _decide.
+                not more
+                and not self.validating
+                and not self.lookup.stale_if_error
+                and self.start is not None
+                and self.request.method == "GET"
+                and len(body) <= self.rc.max_body_size
+            ):
+                self.mode = _BUFFER
+            else:
+                await self._decide(more, len(body))
         mode = self.mode
         if mode == _BUFFER:
             self.chunks.append(body)

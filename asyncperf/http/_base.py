@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from ..cache import Cache
+from ..cache.internal import LATER, get_now
 from ._coding import Codings, TranscodeCache
 from ._keys import digest
 from ._policy import vary_values
@@ -109,8 +110,16 @@ class ResponseCacheBase:
         )
         return f"{primary}#v={digest(values.encode('latin-1', 'replace'))}"
 
+    def _read_now(self, key: str) -> Any:
+        """:meth:`_read` without awaiting when memory answers; ``LATER`` when it does not."""
+        blob = get_now(self.cache, key)
+        return blob if blob is LATER else self._stored(key, blob)
+
     async def _read(self, key: str) -> StoredResponse | tuple[str, ...] | None:
-        blob = await self.cache.get(key)
+        return self._stored(key, await self.cache.get(key))
+
+    def _stored(self, key: str, blob: Any) -> StoredResponse | tuple[str, ...] | None:
+        """The stored response or Vary marker in ``blob`` (decoded once per blob object)."""
         if blob is None:
             self._decoded.pop(key, None)
             return None

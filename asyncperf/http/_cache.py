@@ -24,7 +24,7 @@ import anyio
 
 from .._exceptions import ConfigurationError
 from ..cache import Cache
-from ..cache.internal import check_ttl, lease_store, plain_memory_store
+from ..cache.internal import LATER, check_ttl, lease_store, plain_memory_store
 from ._coalescing import PASS_SECONDS
 from ._coding import MAX_ZSTD_LEVEL, Codings, TranscodeCache
 from ._conditional import FORWARD, parse_range
@@ -289,8 +289,10 @@ class ResponseCache(Ingest):
             if isinstance(spec, tuple):
                 byte_range = spec  # If-Range is weighed when serving it
         primary = self.primary_key(request)
-        request_cc = parse_directives(headers.get("cache-control"))
-        if not request_cc and "no-cache" in headers.get("pragma", "").lower():
+        request_cc = (
+            parse_directives(headers["cache-control"]) if "cache-control" in headers else {}
+        )
+        if not request_cc and "pragma" in headers and "no-cache" in headers["pragma"].lower():
             request_cc = {"no-cache": None}
         waited = False
         while True:
@@ -298,11 +300,15 @@ class ResponseCache(Ingest):
                 write = self._pending.get(primary)
                 if write is not None:
                     await write.run()  # read your own writes: this URL's store first
-            found = await self._read(primary)
+            found = self._read_now(primary)  # memory answers without a coroutine
+            if found is LATER:
+                found = await self._read(primary)
             key = primary
             if isinstance(found, tuple):
                 key = self.variant_key(primary, found, headers)
-                variant = await self._read(key)
+                variant = self._read_now(key)
+                if variant is LATER:
+                    variant = await self._read(key)
                 found = variant if isinstance(variant, StoredResponse) else None
             if found is not None and not (
                 self.shared and "authorization" in headers and not found.plan.authorized_ok
@@ -343,10 +349,11 @@ class ResponseCache(Ingest):
                 return Lookup(MISS, primary, key)
             flights = self._flights
             flight = flights.get(primary)
-            if flight is None or flight[0] < time.monotonic():
+            now = time.monotonic()
+            if flight is None or flight[0] < now:
                 # Nobody asks the app for this URL (or its leader outlived the timeout,
                 # never released): this request does. The Event is made only if needed.
-                flight = flights[primary] = [time.monotonic() + self._flight_life, None]
+                flight = flights[primary] = [now + self._flight_life, None]
                 leader = Lookup(MISS, primary, key, flight=flight)
                 if self._distributed and await self._led_elsewhere(leader):
                     # Another process asked the app and has answered (or given up): look

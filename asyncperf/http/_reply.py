@@ -161,9 +161,10 @@ class Serving(WriteBehind):
         """The common reply without awaiting anything: no conditional, no range, and the
         body at hand (stored in the chosen coding, or its re-encoding kept). ``None``:
         :meth:`serve` must answer."""
+        headers = request.headers
+        if entry.status == 200 and ("if-none-match" in headers or "if-modified-since" in headers):
+            return None  # a 304 may answer it (see _conditional)
         coding, owned, fields = self._coding_fields(request, entry, None)
-        if self._conditional(entry, request.headers):
-            return None
         if (coding == "identity" and entry.coding != "zstd") or (
             coding == "zstd" and entry.coding == "zstd"
         ):
@@ -227,8 +228,8 @@ class Serving(WriteBehind):
         text list is decoded from them if a glue asks)."""
         whole_age = -1 if age is None else int(age if age < 2**31 else 2**31)
         ttl = int(entry.plan.lifetime - (age or 0.0)) if not cache_status else 0
-        wanted = (coding, label, whole_age, cache_status, ttl, len(body))
         head = entry.head
+        wanted = (coding, label, whole_age, cache_status, ttl, len(body)) if from_cache else None
         if head is not None and head[0] == wanted:
             raw = head[1].copy()  # a copy: an outer middleware may change the list it is sent
         else:
@@ -247,7 +248,7 @@ class Serving(WriteBehind):
                 else:
                     raw.append((b"cache-status", b"asyncperf; hit; ttl=%d" % ttl))
             raw.append((b"content-length", b"%d" % len(body)))
-            if from_cache:  # a reply fresh from the app is built once: nothing to reuse
+            if wanted is not None:  # a reply fresh from the app is built once: no memo
                 entry.head = (wanted, raw.copy())
         if from_cache and request.method == "GET":
             self._bytes_served += len(body)

@@ -14,6 +14,7 @@ import redis.asyncio as redis_asyncio
 
 from asyncperf import Cache, MemoryStore, RedisStore
 from asyncperf.cache import TieredStore
+from asyncperf.cache.internal import LATER, get_now, set_now
 
 from .conftest import REDIS_URL
 
@@ -74,6 +75,19 @@ async def test_l1_keeps_what_l2_would_return(prefix: str) -> None:
         assert await reader.get("t") == [1, 2], "from L2"
         assert await reader.get("t") == [1, 2], "from the reader's L1"
         assert tier(reader).statistics().l1_fills == 1
+    finally:
+        await writer.aclose()
+        await reader.aclose()
+
+
+async def test_get_now_answers_from_l1_and_leaves_its_misses_to_redis(prefix: str) -> None:
+    writer, reader = await tiered(prefix), await tiered(prefix)
+    try:
+        await writer.set("k", b"v", ttl=60)
+        assert get_now(reader, "k") is LATER, "an L1 miss: only L2 can tell"
+        assert await reader.get("k") == b"v"
+        assert get_now(reader, "k") == b"v", "now in the reader's L1"
+        assert not set_now(reader, "k", b"w", 60.0, []), "a write must reach Redis"
     finally:
         await writer.aclose()
         await reader.aclose()
