@@ -205,7 +205,10 @@ class ResponseCacheMiddleware:
             try:
                 await self._fetch(scope, receive, send, request, lookup, None)
             finally:
-                await rc.release(lookup)  # requests waiting on this URL look again (or ask the app)
+                # Requests waiting on this URL look again (or ask the app); only a
+                # cross-process lease needs a coroutine.
+                if rc.release_now(lookup):
+                    await rc.release(lookup)
 
     async def _pass_through(self, scope: Scope, receive: Receive, send: Send) -> None:
         rc = self.response_cache
@@ -282,6 +285,15 @@ class ResponseCacheMiddleware:
 class _Capture:
     """The ``send`` given to the app on a miss or revalidation (one response)."""
 
+    # What every capture starts with, as class attributes: an instance sets only what
+    # changes (made once per miss, it is on the hot path).
+    start: Message | None = None
+    headers: list[tuple[str, str]]  # the app's fields, set with start
+    mode = _WAITING
+    size = 0
+    sent = False
+    done = False
+
     def __init__(
         self,
         rc: ResponseCache,
@@ -300,15 +312,8 @@ class _Capture:
         self.validating = validating
         self.finished = finished
         self.background = finished is not None
-        self.start: Message | None = None
-        self.headers: list[tuple[str, str]] = []
-        self.mode = _WAITING
         self.chunks: list[bytes] = []
-        self.size = 0
-        self.sent = False
-        self.request_time = rc.now()
-        self.response_time = self.request_time
-        self.done = False
+        self.request_time = self.response_time = rc.clock()
 
     def _route(self) -> Any:
         self.request.params = self.scope.get("path_params") or NO_PARAMS
@@ -331,7 +336,7 @@ class _Capture:
         if kind == "http.response.start":
             self.start = message
             self.headers = _text_headers(message.get("headers", ()))
-            self.response_time = self.rc.now()
+            self.response_time = self.rc.clock()
             return
         if kind != "http.response.body":
             # pathsend, trailers and other extensions: nothing to cache, pass them on.

@@ -53,6 +53,22 @@ class Coalescing(ResponseCacheBase):
                 del passes[primary]
         return True
 
+    def release_now(self, lookup: Lookup) -> bool:
+        """The part of :meth:`release` done without awaiting (this process's waiters);
+        ``True`` when a cross-process lease is left, for ``await release(lookup)``."""
+        flight, lookup.flight = lookup.flight, None
+        if flight is not None:
+            primary = lookup.primary
+            if not lookup.stored and primary not in self._pending and lookup.action != REVALIDATE:
+                # Not storable (hit-for-pass). A revalidation that failed leaves its entry
+                # as it was: the URL stays coalescible.
+                self._no_coalescing(primary)
+            if self._flights.get(primary) is flight:
+                del self._flights[primary]
+            if flight[1] is not None:
+                flight[1].set()
+        return lookup.lease is not None
+
     async def release(self, lookup: Lookup) -> None:
         """Wake the requests waiting on this leader's response (idempotent).
 
@@ -62,20 +78,10 @@ class Coalescing(ResponseCacheBase):
         distributed leader writes its response first, then releases its lease, which
         wakes the other processes' waiters.
         """
-        flight, lookup.flight = lookup.flight, None
-        if flight is None:
-            return
-        primary = lookup.primary
-        if not lookup.stored and primary not in self._pending and lookup.action != REVALIDATE:
-            # Not storable (hit-for-pass). A revalidation that failed leaves its entry as
-            # it was: the URL stays coalescible.
-            self._no_coalescing(primary)
-        if self._flights.get(primary) is flight:
-            del self._flights[primary]
-        if flight[1] is not None:
-            flight[1].set()
+        self.release_now(lookup)
         token, lookup.lease = lookup.lease, None
         if token is not None:
+            primary = lookup.primary
             with anyio.CancelScope(shield=True):
                 write = self._pending.get(primary)
                 if write is not None:
