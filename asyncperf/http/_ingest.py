@@ -198,23 +198,35 @@ class Ingest(Serving):
         age = (
             None if upstream_age is None else upstream_age + max(0.0, response_time - request_time)
         )
-        reply = self.serve_now(
-            request,
-            reply_entry,
-            label,
-            key=key,
-            age=age,
-            cache_status=cache_status,
-            from_cache=False,
-        ) or await self.serve(
-            request,
-            reply_entry,
-            label,
-            key=key,
-            age=age,
-            cache_status=cache_status,
-            from_cache=False,
-        )
+        request_headers = request.headers
+        if reply_entry.coding == "identity" and not (
+            status == 200
+            and ("if-none-match" in request_headers or "if-modified-since" in request_headers)
+        ):
+            # What serve_now answers for a body sent as the app made it (the common miss),
+            # without weighing codings it cannot choose: no 304 to consider, no coding.
+            raw = self._fields(reply_entry, "identity", True)[1]
+            reply = self._plain_reply(
+                request, reply_entry, label, "identity", raw, body, age, cache_status, False
+            )
+        else:
+            reply = self.serve_now(
+                request,
+                reply_entry,
+                label,
+                key=key,
+                age=age,
+                cache_status=cache_status,
+                from_cache=False,
+            ) or await self.serve(
+                request,
+                reply_entry,
+                label,
+                key=key,
+                age=age,
+                cache_status=cache_status,
+                from_cache=False,
+            )
         if job is not None:
             # Registered once the reply is built (and before it is sent): a lookup of this
             # URL from now on runs or waits for the write instead of reading around it.

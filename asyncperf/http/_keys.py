@@ -9,7 +9,8 @@ from urllib.parse import urlsplit
 
 from ._types import PLAIN
 
-_PREFIX_DEPTH: Final = 16
+# Path segments that get a prefix tag (deeper ones share the tag of their 16th prefix).
+PREFIX_DEPTH: Final = 16
 
 
 def digest(data: bytes, size: int = 12) -> str:
@@ -41,21 +42,8 @@ def normalize_path(path: str) -> str:
     return path
 
 
-def prefix_tags(path: str) -> list[str]:
-    """Return the ``p:`` tags of every path-segment prefix of ``path`` (capped in depth)."""
-    tags: list[str] = []  # no "p:/": invalidate(prefix="/") clears the namespace instead
-    segments = path.strip("/").split("/")
-    if "" in segments:  # "//" inside the path, or the path "/" itself
-        segments = [segment for segment in segments if segment]
-    current = "p:"
-    for segment in segments[:_PREFIX_DEPTH]:
-        current += "/" + segment
-        tags.append(current)
-    return tags
-
-
 def prefix_tag(prefix: str) -> str:
-    segments = [segment for segment in prefix.split("/") if segment][:_PREFIX_DEPTH]
+    segments = [segment for segment in prefix.split("/") if segment][:PREFIX_DEPTH]
     return "p:/" + "/".join(segments)
 
 

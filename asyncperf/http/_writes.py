@@ -15,7 +15,7 @@ import anyio
 
 from ..cache.internal import set_now
 from ._coalescing import Coalescing
-from ._keys import prefix_tags
+from ._keys import PREFIX_DEPTH
 from ._policy import Plan
 from ._route import RoutePolicy
 from ._stored import StoredResponse, encode_marker
@@ -132,9 +132,19 @@ class WriteBehind(Coalescing):
     def _tags(
         self, request: RequestView, tags: Iterable[str], route: RoutePolicy | None
     ) -> list[str]:
+        """A stored response's tags: ``p:`` for every path-segment prefix (capped in depth;
+        no ``p:/``, as ``invalidate(prefix="/")`` clears the namespace), ``u:`` for its URL,
+        ``t:`` for the app's and the route's own."""
         target = request.target
-        all_tags = prefix_tags(request.path)
-        if all_tags and all_tags[-1][2:] == target:
+        segments = request.path.strip("/").split("/")
+        if "" in segments:  # "//" inside the path, or the path "/" itself
+            segments = [segment for segment in segments if segment]
+        all_tags: list[str] = []
+        current = "p:"
+        for segment in segments[:PREFIX_DEPTH]:
+            current += "/" + segment
+            all_tags.append(current)
+        if all_tags and current[2:] == target:
             # A plain URL's own prefix tag names what its URL tag names (invalidate(prefix)
             # asks for both): one tag, one index set fewer per stored response.
             all_tags[-1] = "u:" + target
