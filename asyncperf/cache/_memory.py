@@ -316,8 +316,17 @@ class MemoryStore(BaseStore):
             entry.size = size
             data[key] = entry
             self._bytes += size
-            if entry.tags:
-                self._tag(key, entry.tags)
+            if entry.tags:  # the tag index: a tag naming one key holds the key itself
+                index = self._tags
+                for tag in entry.tags:
+                    keys = index.get(tag)
+                    if keys is None:
+                        index[tag] = key
+                    elif isinstance(keys, str):
+                        if keys != key:
+                            index[tag] = {keys, key}
+                    else:
+                        keys.add(key)
             if expires_at is not None and (
                 old is None or old.expires_at is None or expires_at < old.expires_at
             ):
@@ -330,18 +339,6 @@ class MemoryStore(BaseStore):
                 self._evict_locked()
         finally:
             lock.release()
-
-    def _tag(self, key: str, tags: tuple[str, ...]) -> None:
-        index = self._tags
-        for tag in tags:
-            keys = index.get(tag)
-            if keys is None:
-                index[tag] = key
-            elif isinstance(keys, str):
-                if keys != key:
-                    index[tag] = {keys, key}
-            else:
-                keys.add(key)
 
     def _evict_locked(self) -> None:
         data = self._data
