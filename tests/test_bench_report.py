@@ -260,3 +260,14 @@ def test_instruction_counts_drive_every_variant(variant: str) -> None:
     from bench.instructions import drive
 
     drive(variant, 5)
+
+
+def test_bytecode_counts_are_the_requests_own() -> None:
+    # `python -m bench.instructions --bytecodes`: traced from the end of the warm-up, so
+    # the same variant gives the same count however many requests are counted, and a
+    # cached miss runs more of them than the route it wraps.
+    from bench.instructions import bytecodes
+
+    app = bytecodes("app", 20)
+    assert app == bytecodes("app", 40)
+    assert bytecodes("miss", 20) > app > 0
