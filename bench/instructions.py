@@ -10,6 +10,8 @@ called in process (no client, no server):
 * ``essential``: that route behind the *essential miss work* middleware (the reference
   of the miss target: decode, buffer, hash an ETag, add the cache's fields, zstd-pack,
   keep in a dict);
+* ``lean``: the route behind ``bench/_lean_miss.py``, a sketch of about the least Python a
+  miss of a full-featured cache could run (a floor a redesign could approach, not a cache);
 * ``miss``: the route behind ``ResponseCacheMiddleware`` over ``Cache(MemoryStore())``,
   a new URL every request (each one stored);
 * ``app-hot`` and ``hit``: the route alone and behind the cache over 50 stored URLs, a
@@ -39,7 +41,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-VARIANTS = ("app", "essential", "miss", "app-hot", "hit")
+VARIANTS = ("app", "essential", "lean", "miss", "app-hot", "hit")
 REQUESTS = 1000
 WARMUP = 200
 HOT_URLS = 50
@@ -55,6 +57,7 @@ def drive(variant: str, requests: int, trace: Any = None) -> None:
     from asyncperf import Cache, MemoryStore
     from asyncperf.http import ResponseCache, ResponseCacheMiddleware
     from bench._asgi import get_scope, receive, send
+    from bench._lean_miss import LeanMiss
     from bench.test_http import _CLIENT_HEADERS, EssentialWork, instant
 
     route = ExceptionMiddleware(Starlette(routes=[Route("/items/{n}", instant)]).router)
@@ -64,6 +67,7 @@ def drive(variant: str, requests: int, trace: Any = None) -> None:
     app = {
         "app": route,
         "essential": EssentialWork(route),
+        "lean": LeanMiss(route),
         "miss": cached,
         "app-hot": route,
         "hit": cached,
@@ -153,7 +157,8 @@ def main(argv: list[str]) -> int:
             print(f"{variant:<10} {counted[variant]:>9,.0f} bytecodes/request")
         print(
             f"a miss adds {counted['miss'] - counted['app']:,.0f} bytecodes, the essential"
-            f" work {counted['essential'] - counted['app']:,.0f}"
+            f" work {counted['essential'] - counted['app']:,.0f}, the lean sketch"
+            f" {counted['lean'] - counted['app']:,.0f}"
         )
         return 0
     valgrind = shutil.which("valgrind")
@@ -170,7 +175,8 @@ def main(argv: list[str]) -> int:
     essential_added = counts["essential"] - counts["app"]
     print(
         f"a miss adds {miss_added:,} instructions, the essential work {essential_added:,}:"
-        f" {miss_added / essential_added:.2f}x (target <= 2x)"
+        f" {miss_added / essential_added:.2f}x (target <= 2x); the lean sketch"
+        f" {(counts['lean'] - counts['app']) / essential_added:.2f}x"
     )
     print(
         f"a hit costs {counts['hit']:,} instructions, the app answering at once"

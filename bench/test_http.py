@@ -15,7 +15,8 @@ Groups:
     http-storage: a 50 KB and a 2 KB JSON list page compressed by zstd-3 (what the cache
         stores) and gzip-6: ratio, compression and decompression speed (MB/s).
     http-direct: the ASGI apps called directly (no client, no sleep): the server's own
-        cost per request of the bare app, a hit, a miss and the essential miss work.
+        cost per request of the bare app, a hit, a miss, the essential miss work and a
+        lean sketch of a miss (``bench/_lean_miss.py``: a floor a redesign could approach).
 Target (reported, never asserted): a miss adds at most 2x what the essential miss work
 adds (http-direct). The hit target lives in the load test (``bench/loadtest.py``: hits
 at least 0.95x the requests/s of a no-work app, through uvicorn with httptools); through
@@ -45,6 +46,7 @@ from asyncperf import Cache, MemoryStore
 from asyncperf.http import ResponseCache, ResponseCacheMiddleware
 from bench._asgi import ASGIApp, Message, Receive, Scope, Send, get_scope, receive, send
 from bench._data import QUICK
+from bench._lean_miss import LeanMiss
 from bench._redis_support import Variant, round_robin
 
 if TYPE_CHECKING:
@@ -267,6 +269,8 @@ def test_middleware_cost_without_a_client(abench: AsyncBench) -> None:
     miss_app, miss_rc = cached()
     essential_app = app()
     essential_app.add_middleware(EssentialWork)
+    lean_app = app()
+    lean_app.add_middleware(LeanMiss)
     hot = itertools.cycle([f"/items/{i}" for i in range(HOT_URLS)])
     fresh = (f"/items/{i}" for i in itertools.count())
     abench.run(direct(hit_app, hot.__next__)())  # fill: every hot URL stored
@@ -279,6 +283,7 @@ def test_middleware_cost_without_a_client(abench: AsyncBench) -> None:
             direct(essential_app, fresh.__next__),
             DIRECT_REQUESTS,
         ),
+        Variant("lean miss sketch (floor)", direct(lean_app, fresh.__next__), DIRECT_REQUESTS),
     ]
     values = round_robin(abench, variants, rounds=CYCLES)
     assert hit_rc.statistics().misses == HOT_URLS
@@ -292,6 +297,10 @@ def test_middleware_cost_without_a_client(abench: AsyncBench) -> None:
         abench.note(
             f"  {verdict:6} http-direct: a miss adds {added / essential:.2f}x the essential "
             "miss work (target <= 2x)"
+        )
+        abench.note(
+            "  http-direct: the lean sketch of a miss (bench/_lean_miss.py, a floor) adds "
+            f"{(values['lean miss sketch (floor)'] - floor) / essential:.2f}x the essential work"
         )
         abench.note(
             f"  http-direct: a miss adds {(values['asyncperf miss'] - floor) / 1000:.1f} µs to "

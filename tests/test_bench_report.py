@@ -253,7 +253,7 @@ def test_load_rounds_pair_each_variant_with_the_reference_of_its_round() -> None
     assert data["cache_hits"] == 9
 
 
-@pytest.mark.parametrize("variant", ["app", "essential", "miss", "app-hot", "hit"])
+@pytest.mark.parametrize("variant", ["app", "essential", "lean", "miss", "app-hot", "hit"])
 def test_instruction_counts_drive_every_variant(variant: str) -> None:
     # What callgrind counts in bench/instructions.py: each variant's requests must run
     # (a broken driver would count a traceback's instructions instead).
