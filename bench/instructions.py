@@ -81,11 +81,16 @@ def drive(variant: str, requests: int, trace: Any = None) -> None:
     )
 
     async def run() -> None:
-        for i in range(WARMUP + requests):
-            if i == WARMUP and trace is not None:
-                sys.settrace(trace)  # frames made from now on: the requests' own
+        for _ in range(WARMUP):
             await app(get_scope(next(paths), headers), receive, send)
-        sys.settrace(None)
+        previous = sys.gettrace()  # a coverage tracer, say: given back, whatever happens
+        if trace is not None:
+            sys.settrace(trace)  # frames made from now on: the requests' own
+        try:
+            for _ in range(requests):
+                await app(get_scope(next(paths), headers), receive, send)
+        finally:
+            sys.settrace(previous)
 
     asyncio.run(run())
 

@@ -22,6 +22,7 @@ attribute: everything they need from the core comes through this one module.
 
 from __future__ import annotations
 
+import enum
 import math
 from typing import Any, Final
 
@@ -37,6 +38,7 @@ __all__ = [
     "ABANDONED",
     "LATER",
     "Flight",
+    "Later",
     "LeaseStore",
     "SyncFlight",
     "ZstdPool",
@@ -59,7 +61,13 @@ def lease_store(cache: Cache) -> LeaseStore | None:
     return store if isinstance(store, LeaseStore) else None
 
 
-LATER: Final = object()  # get_now's answer when only ``await cache.get(key)`` can tell
+class Later(enum.Enum):
+    """The type of :data:`LATER` (an enum, so ``is LATER`` narrows a union for mypy)."""
+
+    LATER = "later"
+
+
+LATER: Final = Later.LATER  # get_now's answer when only ``await cache.get(key)`` can tell
 
 
 def get_now(cache: Cache, key: str) -> Any:
@@ -89,15 +97,22 @@ def get_now(cache: Cache, key: str) -> Any:
 
 
 def set_now(cache: Cache, key: str, value: object, ttl: float, tags: list[str]) -> bool:
-    """Store ``value`` in a plain memory cache without awaiting; ``False``: not done (the
-    cache is not one, or the key, TTL or jitter needs ``Cache.set``, which must be used).
+    """Store ``value`` under ``tags`` in a plain memory cache without awaiting, as
+    ``Cache.set`` would; ``False``: not done (the cache is not one, there are no tags, or
+    the key, TTL or jitter needs ``Cache.set``, which must then be used).
 
     For callers that built ``key`` and ``tags`` (non-empty strings) themselves: only what
     such a caller cannot rule out (an over-long key, which the cache stores hashed, and an
     unbounded TTL) is checked here.
     """
     mem = cache._mem
-    if mem is None or cache._jitter or len(key) > MAX_KEY_LENGTH or not 0.0 < ttl < math.inf:
+    if (
+        mem is None
+        or not tags  # Cache.set overwrites an untagged entry in place
+        or cache._jitter
+        or len(key) > MAX_KEY_LENGTH
+        or not 0.0 < ttl < math.inf
+    ):
         return False
     prefix = cache._prefix
     if prefix:

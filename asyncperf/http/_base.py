@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from ..cache import Cache
-from ..cache.internal import LATER, get_now
+from ..cache.internal import LATER, Later, get_now
 from ._coding import Codings, TranscodeCache
 from ._keys import digest
 from ._policy import vary_values
@@ -110,7 +110,7 @@ class ResponseCacheBase:
         )
         return f"{primary}#v={digest(values.encode('latin-1', 'replace'))}"
 
-    def _read_now(self, key: str) -> Any:
+    def _read_now(self, key: str) -> StoredResponse | tuple[str, ...] | Later | None:
         """:meth:`_read` without awaiting when memory answers; ``LATER`` when it does not."""
         blob = get_now(self.cache, key)
         return blob if blob is LATER else self._stored(key, blob)

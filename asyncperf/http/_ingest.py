@@ -44,12 +44,12 @@ class Ingest(Serving):
         """Remove this cache's fields (lower-casing names); return the rest as a list and
         as a :func:`header_map`, the tags and the targeted Cache-Control value."""
         internal = self._internal
-        fields = dict(headers)
-        if len(fields) == len(headers) and "".join(fields).islower():
-            # The common response: lower-case names (as both glues give them), none
-            # repeated. Without one of ours, it is kept whole.
+        fields = dict(headers) if type(headers) is list else {}
+        if fields and len(fields) == len(headers) and "".join(fields).islower():
+            # The common response: a list of lower-case names (as both glues give), none
+            # repeated. Without one of ours, it is kept whole (its pairs, as tuples).
             if internal.isdisjoint(fields):
-                return list(headers), fields, [], None
+                return list(fields.items()), fields, [], None
         kept: list[tuple[str, str]] = []
         fields = {}
         tags: list[str] = []
@@ -210,15 +210,7 @@ class Ingest(Serving):
                 request, reply_entry, label, "identity", raw, body, age, cache_status, False
             )
         else:
-            reply = self.serve_now(
-                request,
-                reply_entry,
-                label,
-                key=key,
-                age=age,
-                cache_status=cache_status,
-                from_cache=False,
-            ) or await self.serve(
+            reply = await self.serve(  # serve tries serve_now first
                 request,
                 reply_entry,
                 label,

@@ -87,7 +87,7 @@ async def test_get_now_answers_from_l1_and_leaves_its_misses_to_redis(prefix: st
         assert get_now(reader, "k") is LATER, "an L1 miss: only L2 can tell"
         assert await reader.get("k") == b"v"
         assert get_now(reader, "k") == b"v", "now in the reader's L1"
-        assert not set_now(reader, "k", b"w", 60.0, []), "a write must reach Redis"
+        assert not set_now(reader, "k", b"w", 60.0, ["u:/k"]), "a write must reach Redis"
     finally:
         await writer.aclose()
         await reader.aclose()

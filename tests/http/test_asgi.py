@@ -3,6 +3,7 @@ bodies, errors, FastAPI route options and the import surface."""
 
 from __future__ import annotations
 
+import random
 import subprocess
 import sys
 
@@ -19,6 +20,7 @@ import asyncperf.http
 from asyncperf import Cache, ConfigurationError, MemoryStore
 from asyncperf.http import ResponseCache, ResponseCacheMiddleware, cache_policy
 from asyncperf.http._asgi import request_view
+from asyncperf.http._policy import format_http_date
 from asyncperf.http._types import Lookup, Reply, RequestView
 
 pytestmark = pytest.mark.anyio
@@ -589,3 +591,102 @@ async def test_an_outer_middleware_changing_the_sent_fields_does_not_change_late
         ]
     assert [r.headers["x-cache"] for r in responses] == ["MISS", "HIT", "HIT", "HIT"]
     assert [r.headers.get_list("x-outer") for r in responses] == [["1"]] * 4
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [("Content-Type", "text/plain"), ("Cache-Control", "max-age=60")],  # mixed case
+        [("content-type", "text/plain"), ("x-extra", "1"), ("x-extra", "2")],  # repeated
+        [("content-type", "text/plain"), ("cache-tag", "a b"), ("x-cache", "HIT")],  # ours
+        (("content-type", "text/plain"), ("cache-control", "max-age=60")),  # not a list
+        [["content-type", "text/plain"], ["cache-control", "max-age=60"]],  # lists, not pairs
+    ],
+)
+def test_response_fields_split_alike_on_the_fast_path_and_the_field_by_field_one(
+    headers,
+) -> None:
+    rc = ResponseCache(Cache(MemoryStore()))
+    kept, fields, tags, targeted = rc._split_internal(headers)
+    # What the field-by-field path gives (the fast one only takes lower-case, unrepeated
+    # lists without the cache's own fields, and must give the same for those).
+    expected: list[tuple[str, str]] = []
+    expected_map: dict[str, str] = {}
+    for name, value in headers:
+        name = name.lower()
+        if name in ("cache-tag", "x-cache", "cache-status", "asyncperf-cache-control"):
+            continue
+        expected.append((name, value))
+        expected_map[name] = f"{expected_map[name]}, {value}" if name in expected_map else value
+    assert kept == expected
+    assert all(type(pair) is tuple for pair in kept)
+    assert fields == expected_map
+    assert tags == (["a", "b"] if ("cache-tag", "a b") in headers else [])
+    assert targeted is None
+    plain = [("content-type", "text/plain"), ("cache-control", "max-age=60")]
+    kept, fields, _, _ = rc._split_internal(plain)
+    assert kept == plain
+    assert kept is not plain  # the caller's list is never handed back to be changed
+
+
+@pytest.mark.parametrize("path", ["/", "//a//b/", "/a/b"])
+async def test_paths_of_any_shape_are_stored_under_their_url_and_prefix_tags(path: str) -> None:
+    rc = ResponseCache(Cache(MemoryStore()))
+    await rc.store(await _answered(rc, path, b"x" * 600))
+    lookup = await rc.lookup(_view(path))
+    await rc.release(lookup)
+    assert lookup.action == "HIT"
+    assert await rc.invalidate(url=path) == 1  # its URL tag
+    await rc.store(await _answered(rc, path, b"x" * 600))
+    # A prefix invalidation reaches it (prefix "/" clears the namespace instead).
+    assert await rc.invalidate(prefix="/a" if "a" in path else "/") == 1
+
+
+async def test_an_incompressible_body_is_stored_as_it_came() -> None:
+    rc = ResponseCache(Cache(MemoryStore()))
+    body = random.Random(0).randbytes(1024)  # zstd cannot shrink it by an eighth
+    await rc.store(await _answered(rc, "/noise", body))
+    lookup = await rc.lookup(_view("/noise"))
+    await rc.release(lookup)
+    assert lookup.entry is not None
+    assert lookup.entry.coding == "identity"
+    assert lookup.entry.body == body
+
+
+async def test_a_response_dated_without_last_modified_is_dated_by_its_date() -> None:
+    clock = Clock()
+    rc = ResponseCache(Cache(MemoryStore()), clock=clock)
+    view = _view("/dated")
+    lookup = await rc.lookup(view)
+    date = format_http_date(clock.now - 5)  # made 5 s before it arrived
+    clock.now += 0.25  # ... and the app took a quarter of a second
+    reply = await rc.complete(
+        view,
+        lookup,
+        status=200,
+        headers=[("cache-control", "max-age=60"), ("date", date)],
+        body=b"dated",
+        route=None,
+        request_time=rc.now(),
+        response_time=rc.now(),
+    )
+    await rc.store(reply)
+    await rc.release(lookup)
+    found = await rc.lookup(_view("/dated"))
+    assert found.entry is not None
+    assert found.entry.last_modified == clock.now - 5.25  # the Date, not the receive time
+    assert found.age >= 5.0  # and the Date dates it (apparent age, RFC 9111 §4.2.3)
+
+
+async def test_a_request_with_pragma_no_cache_asks_the_app() -> None:
+    rc = ResponseCache(Cache(MemoryStore()))
+    await rc.store(await _answered(rc, "/p", b"x" * 600))
+    view = _view("/p")
+    view.headers["pragma"] = "no-cache"
+    lookup = await rc.lookup(view)
+    await rc.release(lookup)
+    assert lookup.action == "REVALIDATE"
+    view.headers["cache-control"] = "max-stale"  # Pragma counts only without Cache-Control
+    lookup = await rc.lookup(view)
+    await rc.release(lookup)
+    assert lookup.action == "HIT"
