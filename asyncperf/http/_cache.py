@@ -28,8 +28,8 @@ from ..cache.internal import LATER, check_ttl, lease_store, plain_memory_store
 from ._coalescing import PASS_SECONDS
 from ._coding import MAX_ZSTD_LEVEL, Codings, TranscodeCache
 from ._conditional import FORWARD, parse_range
-from ._ingest import Ingest
 from ._keys import normalize_path, prefix_tag, url_target
+from ._plain import PlainMiss
 from ._policy import HEURISTIC_FRACTION, current_age, decide_reuse, parse_directives
 from ._route import RoutePolicy
 from ._stored import StoredResponse
@@ -49,7 +49,7 @@ from ._types import (
 __all__ = ["ResponseCache"]
 
 
-class ResponseCache(Ingest):
+class ResponseCache(PlainMiss):
     """An RFC 9111 shared HTTP cache for Starlette/FastAPI and aiohttp apps.
 
     Use it through :class:`~asyncperf.http.ResponseCacheMiddleware` (ASGI) or
@@ -226,6 +226,8 @@ class ResponseCache(Ingest):
             for name in (self.tags_header, self.targeted_header, self.status_header)
             if name is not None
         ) | {"cache-status"}
+        self._unplain = self._internal | {"content-encoding", "vary", "connection", "age"}
+        self._miss_tails = {}
         self._revalidating = set()
         # Store writes not yet finished, by primary key: a miss is stored after its reply
         # is sent; a lookup of that URL, an invalidation or flush() waits for its write.

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Final
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Final
 
 import anyio
 
@@ -21,7 +21,10 @@ from ._route import RoutePolicy
 from ._stored import StoredResponse, encode_marker
 from ._types import Lookup, Reply, RequestView
 
-__all__ = ["PendingWrite", "WriteBehind"]
+if TYPE_CHECKING:
+    from ._plain import PlainMiss as PlainWriter
+
+__all__ = ["PendingWrite", "PlainWrite", "WriteBehind"]
 
 logger = logging.getLogger("asyncperf.http")
 
@@ -59,6 +62,11 @@ class PendingWrite:
         self._previous = owner._pending.get(primary)
         owner._pending[primary] = self
 
+    def run_now(self) -> bool:
+        """Whether the write is done without awaiting (never, but for a :class:`PlainWrite`
+        with nothing in its way); ``False``: ``await run()``."""
+        return self._state == 2
+
     async def run(self) -> None:
         """Write the response, or wait for the write already under way.
 
@@ -95,6 +103,73 @@ class PendingWrite:
                 del owner._pending[self._primary]
             if self._done is not None:
                 self._done.set()
+
+
+class PlainWrite(PendingWrite):
+    """The store write of a plain miss (see ``_plain.py``): what it needs is kept here,
+    and :meth:`run_now` writes to a plain memory cache without a coroutine."""
+
+    __slots__ = ("body", "coding", "entry", "fields", "lookup", "request", "route")
+
+    def __init__(
+        self,
+        owner: PlainWriter,
+        request: RequestView,
+        lookup: Lookup,
+        entry: StoredResponse,
+        coding: str,
+        fields: Mapping[str, str],
+        route: RoutePolicy | None,
+    ) -> None:
+        self._owner = owner
+        self._primary = primary = lookup.primary
+        self._state = 0
+        self._done = None
+        self.stored = False
+        self._previous = owner._pending.get(primary)
+        owner._pending[primary] = self
+        self.request, self.lookup, self.entry, self.route = request, lookup, entry, route
+        self.body, self.coding, self.fields = entry.body, coding, fields
+
+    @property
+    def _job(self) -> Callable[[], Awaitable[bool]]:  # type: ignore[override]
+        """The general write (when awaited: another write first, or Cache.set needed)."""
+        owner: PlainWriter = self._owner  # type: ignore[assignment]
+        return owner._store_job(
+            self.request,
+            self.lookup,
+            self.entry,
+            self.body,
+            self.coding,
+            self.fields,
+            None,
+            [],
+            self.route,
+        )
+
+    def run_now(self) -> bool:
+        """Write now, without awaiting, when nothing is in the way; ``False``: the caller
+        must ``await run()`` (the write runs elsewhere, waits on an earlier one, or needs
+        ``Cache.set``)."""
+        if self._state or self._previous is not None:
+            return self._state == 2
+        owner: PlainWriter = self._owner  # type: ignore[assignment]
+        self._state = 1
+        try:
+            stored = owner.plain_store(self)
+            if stored is None:
+                self._state = 0
+                return False
+            self.stored = stored
+        except Exception:
+            owner.count_error()
+            logger.warning("storing the response to %s failed", self._primary, exc_info=True)
+        self._state = 2
+        if owner._pending.get(self._primary) is self:
+            del owner._pending[self._primary]
+        if self._done is not None:
+            self._done.set()
+        return True
 
 
 class WriteBehind(Coalescing):

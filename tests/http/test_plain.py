@@ -1,0 +1,178 @@
+"""The plain miss (``_plain.py``) answers and stores exactly what the general way does.
+
+Every shape below is sent twice, through a cache that takes the plain way where it can and
+through one where ``plain_reply`` always declines, on the same clock: the replies (status,
+fields, body), what the store holds afterwards, the statistics and a second request's reply
+must be identical, whichever way a shape went. The shapes cover what the plain way takes and
+what it must decline.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+
+from asyncperf import Cache, MemoryStore
+from asyncperf.http import ResponseCache, ResponseCacheMiddleware, cache_policy
+
+pytestmark = pytest.mark.anyio
+
+NOW = 1_750_000_000.0
+
+
+@cache_policy(ttl=30, tags=["items"])
+async def _policed() -> None: ...
+
+
+@cache_policy(enabled=False)
+async def _disabled() -> None: ...
+
+
+@cache_policy(transcode=False)
+async def _as_sent() -> None: ...
+
+
+ROUTES: dict[str, Any] = {
+    "none": None,
+    "policy": _policed,
+    "disabled": _disabled,
+    "as-sent": _as_sent,
+}
+
+RESPONSES: list[tuple[int, list[tuple[bytes, bytes]]]] = [
+    (200, [(b"content-type", b"application/json")]),
+    (200, [(b"content-type", b"text/plain"), (b"cache-control", b"max-age=60")]),
+    (200, [(b"cache-control", b"max-age=60"), (b"etag", b'"v1"')]),
+    (200, [(b"cache-control", b"max-age=60, no-transform")]),
+    (200, [(b"cache-control", b"no-store")]),
+    (200, [(b"cache-control", b"private")]),
+    (200, [(b"cache-control", b'no-cache="x-secret"'), (b"x-secret", b"s")]),
+    (200, [(b"cache-control", b"s-maxage=5, max-age=60")]),
+    (200, [(b"cache-control", b"max-age=0")]),
+    (200, [(b"last-modified", b"Sun, 01 Jun 2025 00:00:00 GMT")]),
+    (200, [(b"date", b"Sun, 15 Jun 2025 00:00:00 GMT"), (b"cache-control", b"max-age=60")]),
+    (200, [(b"expires", b"Sun, 15 Jun 2025 01:00:00 GMT")]),
+    (200, [(b"cache-control", b"max-age=60"), (b"vary", b"Accept-Language")]),
+    (200, [(b"cache-control", b"max-age=60"), (b"content-encoding", b"gzip")]),
+    (200, [(b"cache-control", b"max-age=60"), (b"connection", b"x-hop"), (b"x-hop", b"1")]),
+    (200, [(b"cache-control", b"max-age=60"), (b"age", b"10")]),
+    (200, [(b"cache-control", b"max-age=60"), (b"set-cookie", b"a=b")]),
+    (200, [(b"cache-control", b"max-age=60"), (b"x-cache-tags", b"one two")]),
+    (200, [(b"Cache-Control", b"max-age=60"), (b"Content-Type", b"text/plain")]),
+    (200, [(b"cache-control", b"max-age=60"), (b"x-a", b"1"), (b"x-a", b"2")]),
+    (200, [(b"cache-control", b"max-age=60"), (b"transfer-encoding", b"chunked")]),
+    (404, [(b"content-type", b"text/plain")]),
+    (500, [(b"cache-control", b"max-age=60")]),
+    (201, [(b"cache-control", b"max-age=60")]),
+]
+
+BODIES = [b"", b"short", b'{"k": "' + b"v" * 3000 + b'"}', b"z" * 70_000]
+
+REQUESTS: list[list[tuple[bytes, bytes]]] = [
+    [(b"host", b"t"), (b"accept-encoding", b"gzip, br, zstd")],
+    [(b"host", b"t")],
+    [(b"host", b"t"), (b"if-none-match", b'"v1"')],
+    [(b"host", b"t"), (b"cache-control", b"no-cache")],
+    [(b"host", b"t"), (b"authorization", b"Bearer x")],
+]
+
+OPTIONS: list[dict[str, Any]] = [
+    {},
+    {"transcode": False},
+    {"miss_compress_size": 1000},
+    {"store_set_cookie": True, "default_ttl": 10},
+    {"status_header": None, "cache_status": False, "heuristic": None},
+]
+
+
+def _app(status: int, headers: list[tuple[bytes, bytes]], body: bytes, route: Any) -> Any:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if route is not None:
+            scope["endpoint"] = route
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
+async def _exchange(
+    middleware: ResponseCacheMiddleware, path: str, headers: list[tuple[bytes, bytes]]
+) -> list[Any]:
+    sent: list[Any] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        fields = list(message.get("headers", []))
+        sent.append((message["type"], message.get("status"), fields, message.get("body")))
+
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": headers,
+        "server": ("t", 80),
+    }
+    await middleware(scope, receive, send)
+    return sent
+
+
+async def _run(
+    plain: bool,
+    options: dict[str, Any],
+    route: str,
+    status: int,
+    fields: Any,
+    body: bytes,
+    request: list[tuple[bytes, bytes]],
+) -> tuple[tuple[Any, ...], int]:
+    """One shape through one cache: what was seen, and how many replies went the plain way."""
+    store = MemoryStore()
+    rc = ResponseCache(Cache(store), clock=lambda: NOW, **options)
+    taken = 0
+    plain_reply = rc.plain_reply
+
+    def counted(*args: Any) -> Any:
+        nonlocal taken
+        reply = plain_reply(*args) if plain else None
+        taken += reply is not None
+        return reply
+
+    rc.plain_reply = counted  # type: ignore[method-assign]
+    middleware = ResponseCacheMiddleware(_app(status, fields, body, ROUTES[route]), rc)
+    first = await _exchange(middleware, "/items/1", request)
+    await rc.flush()
+    held = sorted(
+        (key, entry.value, entry.tags, entry.expires_at is None)
+        for key, entry in store._data.items()
+    )
+    tags = dict(store._tags)
+    second = await _exchange(middleware, "/items/1", request)
+    return (first, held, tags, second, rc.statistics()), taken
+
+
+@pytest.mark.parametrize("option", range(len(OPTIONS)))
+async def test_the_plain_way_answers_and_stores_as_the_general_way(option: int) -> None:
+    taken = shapes = 0
+    for route, response, body, request in itertools.product(
+        ROUTES, range(len(RESPONSES)), range(len(BODIES)), range(len(REQUESTS))
+    ):
+        status, fields = RESPONSES[response]
+        args = (OPTIONS[option], route, status, fields, BODIES[body], REQUESTS[request])
+        plain, took = await _run(True, *args)
+        general, _ = await _run(False, *args)
+        assert plain == general, (option, route, response, body, request)
+        taken += took > 0
+        shapes += 1
+    # The comparison means something only if many shapes did go the plain way (none does
+    # without transcoding: the app's coding and Vary are kept as sent, the general way).
+    if OPTIONS[option].get("transcode", True):
+        assert taken >= shapes // 10, (taken, shapes)
+    else:
+        assert taken == 0
