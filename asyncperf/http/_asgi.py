@@ -222,7 +222,14 @@ class ResponseCacheMiddleware:
             await self._pass_through(scope, receive, send)
         else:
             try:
-                await self._fetch(scope, receive, send, request, lookup, None)
+                if lookup.action == MISS and not lookup.stale_if_error and not head:
+                    # The common miss: the plain capture (a _Capture only if it must).
+                    capture = _PlainCapture(rc, scope, request, lookup, send)
+                    await self.app(scope, receive, capture)
+                    if not capture.done:
+                        await capture.close()
+                else:
+                    await self._fetch(scope, receive, send, request, lookup, None)
             finally:
                 # Requests waiting on this URL look again (or ask the app); only a
                 # cross-process lease needs a coroutine.
@@ -299,6 +306,77 @@ class ResponseCacheMiddleware:
                 return
             raise
         await capture.close()
+
+
+class _PlainCapture:
+    """The ``send`` given to the app on a GET's miss: a plain response (one whole body
+    message, see ``_plain.py``) is answered and stored at once; anything else is handed,
+    with what came before it, to a :class:`_Capture` made then."""
+
+    start: Message | None = None
+    full: _Capture | None = None
+    done = False
+
+    def __init__(
+        self, rc: ResponseCache, scope: Scope, request: RequestView, lookup: Lookup, send: Send
+    ) -> None:
+        self.rc = rc
+        self.scope = scope
+        self.request = request
+        self.lookup = lookup
+        self.downstream = send
+        self.request_time = self.response_time = rc.clock()
+
+    async def __call__(self, message: Message) -> None:
+        full = self.full
+        if full is None:
+            start = self.start
+            kind = message["type"]
+            if start is None:
+                if kind == "http.response.start":
+                    self.start = message
+                    self.response_time = self.rc.clock()
+                    return
+            elif kind == "http.response.body" and not message.get("more_body", False):
+                rc, scope, request = self.rc, self.scope, self.request
+                request.params = scope.get("path_params") or NO_PARAMS
+                headers = _text_headers(start.get("headers", ()))
+                reply = rc.plain_reply(
+                    request,
+                    self.lookup,
+                    int(start["status"]),
+                    headers,
+                    message.get("body", b""),
+                    route_policy_of(scope.get("endpoint")),
+                    self.request_time,
+                    self.response_time,
+                )
+                if reply is not None:
+                    self.done = True
+                    try:
+                        await _send_reply(self.downstream, reply, head=False)
+                    finally:
+                        write = reply.write
+                        if not write.run_now():  # the client has its answer (or has gone)
+                            await write.run()
+                    return
+            full = self._general()
+        await full(message)
+
+    def _general(self) -> _Capture:
+        """Hand the response to a :class:`_Capture`, as if it had had it from the start."""
+        full = self.full = _Capture(
+            self.rc, self.scope, self.request, self.lookup, self.downstream, False, None
+        )
+        full.request_time, full.response_time = self.request_time, self.response_time
+        if self.start is not None:
+            full.start = self.start
+            full.headers = _text_headers(self.start.get("headers", ()))
+        return full
+
+    async def close(self) -> None:
+        """Finish a response the app ended without a final body message."""
+        await (self.full or self._general()).close()
 
 
 class _Capture:
