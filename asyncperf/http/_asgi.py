@@ -195,7 +195,9 @@ class ResponseCacheMiddleware:
             else:
                 await self._unsafe(scope, receive, send, request)
             return
-        lookup = await rc.lookup(request)
+        lookup = rc.lookup_now(request)
+        if not isinstance(lookup, Lookup):
+            lookup = await rc.lookup(request, lookup)
         head = method == "HEAD"
         if lookup.action in FROM_CACHE:
             revalidate = rc.revalidates_after(lookup)

@@ -17,14 +17,14 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from typing import Any, Literal
+from typing import Any, Final, Literal
 from urllib.parse import urljoin, urlsplit
 
 import anyio
 
 from .._exceptions import ConfigurationError
 from ..cache import Cache
-from ..cache.internal import LATER, check_ttl, lease_store, plain_memory_store
+from ..cache.internal import LATER, Later, check_ttl, lease_store, plain_memory_store
 from ._coalescing import PASS_SECONDS
 from ._coding import MAX_ZSTD_LEVEL, Codings, TranscodeCache
 from ._conditional import FORWARD, parse_range
@@ -47,6 +47,12 @@ from ._types import (
 )
 
 __all__ = ["ResponseCache"]
+
+_NO_DIRECTIVES: Final[dict[str, str | None]] = {}  # a request's, when it has none (read only)
+# Request fields that take a lookup the awaited way (lookup, not lookup_now).
+_UNPLAIN_REQUEST: Final = frozenset(
+    {"if-match", "if-unmodified-since", "range", "cache-control", "pragma", "authorization"}
+)
 
 
 class ResponseCache(PlainMiss):
@@ -268,11 +274,46 @@ class ResponseCache(PlainMiss):
             ranges=self._ranges,
         )
 
-    async def lookup(self, request: RequestView) -> Lookup:
+    def lookup_now(self, request: RequestView) -> Lookup | StoredResponse | tuple[str, ...] | Later:
+        """:meth:`lookup` without awaiting, for a request with no directives, validators,
+        preconditions, range or credentials: the decision when it is a miss or a fresh
+        hit; else what it read (``LATER``: nothing, it read nothing and counted nothing),
+        for ``await lookup(request, found)`` to go on from."""
+        headers = request.headers
+        if not _UNPLAIN_REQUEST.isdisjoint(headers) or self._distributed:
+            return LATER
+        primary = self.primary_key(request)
+        if primary in self._flights or (self._pending and primary in self._pending):
+            return LATER  # waits (for a leader, or a write) are lookup()'s
+        found = self._read_now(primary)
+        if found is None:
+            if not self._coalescible(request, primary, _NO_DIRECTIVES):
+                self._misses += 1
+                return Lookup(MISS, primary, primary)
+            # This request asks the app; concurrent ones for the URL wait on its flight.
+            flight = self._flights[primary] = [time.monotonic() + self._flight_life, None]
+            self._misses += 1
+            return Lookup(MISS, primary, primary, flight=flight)
+        if type(found) is StoredResponse:
+            plan = found.plan
+            age = current_age(plan.initial_age, found.response_time, self.clock())
+            action, forward, stale_if_error = decide_reuse(plan, age, _NO_DIRECTIVES)
+            if action == HIT:
+                self._hits += 1
+                return Lookup(HIT, primary, primary, found, age, stale_if_error, forward)
+        return found
+
+    async def lookup(
+        self,
+        request: RequestView,
+        found: StoredResponse | tuple[str, ...] | Later | None = LATER,
+    ) -> Lookup:
         """Decide how to answer a GET or HEAD: from the cache, or by asking the app.
 
         Args:
             request: The request.
+            found: What :meth:`lookup_now` read for this request, if it read (for it to
+                go on from; ``LATER``: read the store).
 
         Returns:
             The decision, with the stored response when one applies.
@@ -297,14 +338,18 @@ class ResponseCache(PlainMiss):
         if not request_cc and "pragma" in headers and "no-cache" in headers["pragma"].lower():
             request_cc = {"no-cache": None}
         waited = False
+        given, found = found, None
         while True:
-            if self._pending:
-                write = self._pending.get(primary)
-                if write is not None:
-                    await write.run()  # read your own writes: this URL's store first
-            found = self._read_now(primary)  # memory answers without a coroutine
-            if found is LATER:
-                found = await self._read(primary)
+            if given is not LATER:
+                found, given = given, LATER  # read by lookup_now (the first time round)
+            else:
+                if self._pending:
+                    write = self._pending.get(primary)
+                    if write is not None:
+                        await write.run()  # read your own writes: this URL's store first
+                found = self._read_now(primary)  # memory answers without a coroutine
+                if found is LATER:
+                    found = await self._read(primary)
             key = primary
             if isinstance(found, tuple):
                 key = self.variant_key(primary, found, headers)

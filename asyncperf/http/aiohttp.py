@@ -158,7 +158,9 @@ def response_cache_middleware(response_cache: ResponseCache) -> Middleware:
             response = await handler(request)
             _mark(rc, response, BYPASS, cacheable=False)
             return response
-        lookup = await rc.lookup(view)
+        lookup = rc.lookup_now(view)
+        if not isinstance(lookup, Lookup):
+            lookup = await rc.lookup(view, lookup)
         if lookup.action in FROM_CACHE:
             reply = await rc.cached_reply(view, lookup)
             assert reply is not None

@@ -176,3 +176,69 @@ async def test_the_plain_way_answers_and_stores_as_the_general_way(option: int) 
         assert taken >= shapes // 10, (taken, shapes)
     else:
         assert taken == 0
+
+
+# -- lookup_now: the same decision and the same counts as lookup --------------------------
+
+STORED: list[tuple[str, list[tuple[bytes, bytes]]]] = [
+    ("nothing", []),
+    ("fresh", [(b"cache-control", b"max-age=60")]),
+    ("stale", [(b"cache-control", b"max-age=1"), (b"etag", b'"e"')]),
+    ("stale-while", [(b"cache-control", b"max-age=1, stale-while-revalidate=60")]),
+    ("no-cache", [(b"cache-control", b"max-age=60, no-cache"), (b"etag", b'"e"')]),
+    ("varies", [(b"cache-control", b"max-age=60"), (b"vary", b"Accept-Language")]),
+]
+
+LOOKUP_REQUESTS: list[list[tuple[bytes, bytes]]] = [
+    [(b"host", b"t")],
+    [(b"host", b"t"), (b"accept-language", b"fr")],
+    [(b"host", b"t"), (b"cache-control", b"max-age=0")],
+    [(b"host", b"t"), (b"range", b"bytes=0-1")],
+    [(b"host", b"t"), (b"authorization", b"Bearer x")],
+]
+
+
+async def _decide(now_first: bool, stored: Any, request: Any) -> tuple[Any, ...]:
+    from asyncperf.http._asgi import request_view
+    from asyncperf.http._types import Lookup
+
+    clock = [NOW]
+    cache = Cache(MemoryStore())
+    rc = ResponseCache(cache, clock=lambda: clock[0], retain=300)
+    if stored:
+        middleware = ResponseCacheMiddleware(_app(200, stored, b"body", None), rc)
+        await _exchange(middleware, "/items/1", [(b"host", b"t")])
+        await rc.flush()
+    clock[0] += 2  # max-age=1 entries are stale now
+    view = request_view(
+        {
+            "type": "http",
+            "method": "GET",
+            "path": "/items/1",
+            "headers": request,
+            "query_string": b"",
+        }
+    )
+    if now_first:
+        found = rc.lookup_now(view)
+        lookup = found if isinstance(found, Lookup) else await rc.lookup(view, found)
+    else:
+        lookup = await rc.lookup(view)
+    decided = (
+        lookup.action,
+        lookup.primary,
+        lookup.key,
+        lookup.entry is None,
+        lookup.age,
+        lookup.forward,
+        lookup.stale_if_error,
+        lookup.flight is None,
+    )
+    return decided, rc.statistics(), cache.statistics()
+
+
+@pytest.mark.parametrize("stored", [name for name, _ in STORED])
+async def test_lookup_now_decides_and_counts_as_lookup(stored: str) -> None:
+    fields = dict(STORED)[stored]
+    for request in LOOKUP_REQUESTS:
+        assert await _decide(True, fields, request) == await _decide(False, fields, request)
