@@ -287,7 +287,13 @@ class ResponseCache(PlainMiss):
             return LATER  # waits (for a leader, or a write) are lookup()'s
         found = self._read_now(primary)
         if found is None:
-            if not self._coalescible(request, primary, _NO_DIRECTIVES):
+            if not (
+                # _coalescible for a request without directives or credentials.
+                self.coalesce
+                and request.method == "GET"
+                and "text/event-stream" not in headers.get("accept", "")
+                and (not self._passes or self._coalescible(request, primary, _NO_DIRECTIVES))
+            ):
                 self._misses += 1
                 return Lookup(MISS, primary, primary)
             # This request asks the app; concurrent ones for the URL wait on its flight.

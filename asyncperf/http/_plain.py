@@ -81,7 +81,14 @@ class PlainMiss(Ingest):
             last_modified = parse_http_date(fields["last-modified"])
         if "date" in fields:
             date = parse_http_date(fields["date"])
-        stored = [(name, value) for name, value in headers if name not in DROPPED_OWNED]
+        dropped = DROPPED_OWNED.intersection(fields)  # Content-Length, at least, as a rule
+        if dropped:
+            kept = fields.copy()
+            for name in dropped:
+                del kept[name]
+            stored = list(kept.items())  # in the app's order: dicts keep it
+        else:
+            stored = list(fields.items())
         entry = StoredResponse(
             status=200,
             headers=stored,

@@ -110,13 +110,34 @@ def cache_policy(
 
     def decorate(handler: F) -> F:
         setattr(handler, ATTRIBUTE, policy)
+        _POLICIES.clear()  # it, or a handler wrapping it, may have been seen without
         return handler
 
     return decorate
 
 
+# Handlers seen, with their policy (or None): a miss asks for its route's on every request.
+# Emptied whenever cache_policy decorates a handler; bounded, as handlers are few.
+_POLICIES: dict[object, RoutePolicy | None] = {}
+_POLICY_SLOTS: Final = 1024
+
+
 def route_policy_of(handler: object) -> RoutePolicy | None:
     """Return the policy attached to ``handler`` (or its wrapped function), if any."""
+    try:
+        return _POLICIES[handler]
+    except (KeyError, TypeError):  # not seen yet, or unhashable
+        pass
+    policy = _attached(handler)
+    if len(_POLICIES) < _POLICY_SLOTS:
+        try:
+            _POLICIES[handler] = policy
+        except TypeError:
+            pass
+    return policy
+
+
+def _attached(handler: object) -> RoutePolicy | None:
     seen = 0
     while handler is not None and seen < 8:
         policy = getattr(handler, ATTRIBUTE, None)

@@ -242,3 +242,21 @@ async def test_lookup_now_decides_and_counts_as_lookup(stored: str) -> None:
     fields = dict(STORED)[stored]
     for request in LOOKUP_REQUESTS:
         assert await _decide(True, fields, request) == await _decide(False, fields, request)
+
+
+def test_a_route_policy_is_found_again_once_a_seen_handler_is_decorated() -> None:
+    import functools
+
+    from asyncperf.http._route import route_policy_of
+
+    async def handler() -> None: ...
+
+    @functools.wraps(handler)
+    async def wrapper() -> None: ...
+
+    assert route_policy_of(wrapper) is None  # seen (and remembered) without a policy
+    cache_policy(ttl=5)(handler)
+    policy = route_policy_of(wrapper)  # found through __wrapped__, not the memo
+    assert policy is not None and policy.ttl == 5
+    assert route_policy_of(wrapper) is policy
+    assert route_policy_of([]) is None  # unhashable handlers are looked up every time
