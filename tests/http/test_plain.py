@@ -257,6 +257,7 @@ def test_a_route_policy_is_found_again_once_a_seen_handler_is_decorated() -> Non
     assert route_policy_of(wrapper) is None  # seen (and remembered) without a policy
     cache_policy(ttl=5)(handler)
     policy = route_policy_of(wrapper)  # found through __wrapped__, not the memo
-    assert policy is not None and policy.ttl == 5
+    assert policy is not None
+    assert policy.ttl == 5
     assert route_policy_of(wrapper) is policy
     assert route_policy_of([]) is None  # unhashable handlers are looked up every time
