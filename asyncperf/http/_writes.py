@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from itertools import accumulate
 from typing import TYPE_CHECKING, Final
 
 import anyio
@@ -215,9 +214,12 @@ class WriteBehind(Coalescing):
         segments = request.path.strip("/").split("/")
         if "" in segments:  # "//" inside the path, or the path "/" itself
             segments = [segment for segment in segments if segment]
-        # "p:/a", "p:/a/b", ...: joined in C (a loop costs ~13 bytecodes a segment).
-        all_tags = list(map("p:".__add__, accumulate(map("/".__add__, segments[:PREFIX_DEPTH]))))
-        if all_tags and all_tags[-1][2:] == target:
+        all_tags: list[str] = []
+        current = "p:"
+        for segment in segments[:PREFIX_DEPTH]:
+            current += "/" + segment
+            all_tags.append(current)
+        if all_tags and current[2:] == target:
             # A plain URL's own prefix tag names what its URL tag names (invalidate(prefix)
             # asks for both): one tag, one index set fewer per stored response.
             all_tags[-1] = "u:" + target
