@@ -83,10 +83,7 @@ class PlainMiss(Ingest):
             date = parse_http_date(fields["date"])
         dropped = DROPPED_OWNED.intersection(fields)  # Content-Length, at least, as a rule
         if dropped:
-            kept = fields.copy()
-            for name in dropped:
-                del kept[name]
-            stored = list(kept.items())  # in the app's order: dicts keep it
+            stored = [(name, value) for name, value in headers if name not in dropped]
         else:
             stored = list(fields.items())
         entry = StoredResponse(
