@@ -444,6 +444,15 @@ class ResponseCache(PlainMiss):
 
     # -- the dispatch both glues share (ASGI, aiohttp): they only move bytes -------------
 
+    def cached_reply_now(self, request: RequestView, lookup: Lookup) -> Reply | None:
+        """:meth:`cached_reply` without awaiting, for the common hit (a fresh, full,
+        unconditional one with its body at hand); ``None``: ``await cached_reply``."""
+        if lookup.action != HIT or lookup.range is not None:
+            return None
+        entry = lookup.entry
+        assert entry is not None
+        return self.serve_now(request, entry, HIT, key=lookup.key, age=lookup.age)
+
     async def cached_reply(self, request: RequestView, lookup: Lookup) -> Reply | None:
         """Return the reply a lookup gets without the app: a hit (or its range), a stale
         answer or the ``only-if-cached`` 504; ``None`` when the app must answer."""

@@ -162,7 +162,7 @@ def response_cache_middleware(response_cache: ResponseCache) -> Middleware:
         if not isinstance(lookup, Lookup):
             lookup = await rc.lookup(view, lookup)
         if lookup.action in FROM_CACHE:
-            reply = await rc.cached_reply(view, lookup)
+            reply = rc.cached_reply_now(view, lookup) or await rc.cached_reply(view, lookup)
             assert reply is not None
             answer = _to_response(reply)
             if rc.revalidates_after(lookup):

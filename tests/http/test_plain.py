@@ -16,6 +16,7 @@ import pytest
 
 from asyncperf import Cache, MemoryStore
 from asyncperf.http import ResponseCache, ResponseCacheMiddleware, cache_policy
+from asyncperf.http._types import FROM_CACHE
 
 pytestmark = pytest.mark.anyio
 
@@ -224,6 +225,13 @@ async def _decide(now_first: bool, stored: Any, request: Any) -> tuple[Any, ...]
         lookup = found if isinstance(found, Lookup) else await rc.lookup(view, found)
     else:
         lookup = await rc.lookup(view)
+    if lookup.action in FROM_CACHE:
+        now = rc.cached_reply_now(view, lookup) if now_first else None
+        reply = now or await rc.cached_reply(view, lookup)
+        assert reply is not None
+        replied: tuple[Any, ...] = (reply.status, reply.label, reply.body, reply.raw, now is None)
+    else:
+        replied = ()
     decided = (
         lookup.action,
         lookup.primary,
@@ -234,14 +242,26 @@ async def _decide(now_first: bool, stored: Any, request: Any) -> tuple[Any, ...]
         lookup.stale_if_error,
         lookup.flight is None,
     )
-    return decided, rc.statistics(), cache.statistics()
+    return decided, replied[:-1], rc.statistics(), cache.statistics(), replied[-1:]
 
 
 @pytest.mark.parametrize("stored", [name for name, _ in STORED])
 async def test_lookup_now_decides_and_counts_as_lookup(stored: str) -> None:
     fields = dict(STORED)[stored]
     for request in LOOKUP_REQUESTS:
-        assert await _decide(True, fields, request) == await _decide(False, fields, request)
+        # The same decision, reply and counts (the last item: who made the reply).
+        assert (await _decide(True, fields, request))[:-1] == (
+            await _decide(False, fields, request)
+        )[:-1]
+
+
+async def test_cached_reply_now_answers_the_common_hit_only() -> None:
+    fresh = dict(STORED)["fresh"]
+    plain, ranged = LOOKUP_REQUESTS[0], LOOKUP_REQUESTS[3]
+    assert (await _decide(True, fresh, plain))[-1] == (False,)  # made without awaiting
+    assert (await _decide(True, fresh, ranged))[-1] == (True,)  # a 206: cached_reply's
+    stale = dict(STORED)["stale-while"]
+    assert (await _decide(True, stale, plain))[-1] == (True,)
 
 
 def test_a_route_policy_is_found_again_once_a_seen_handler_is_decorated() -> None:
