@@ -20,7 +20,6 @@ from ._route import route_policy_of
 from ._types import (
     BYPASS,
     FROM_CACHE,
-    HIT,
     MISS,
     NO_PARAMS,
     REVALIDATE,
@@ -201,15 +200,9 @@ class ResponseCacheMiddleware:
             lookup = await rc.lookup(request, lookup)
         head = method == "HEAD"
         if lookup.action in FROM_CACHE:
-            # The common hit, sent here with no coroutine between the cache and send
-            # (rc.cached_reply_now inlined: a call fewer, 3 % of a hit's instructions).
-            entry = lookup.entry
-            reply = (
-                rc.serve_now(request, entry, HIT, key=lookup.key, age=lookup.age)
-                if lookup.action == HIT and lookup.range is None and entry is not None
-                else None
-            )
+            reply = rc.cached_reply_now(request, lookup)
             if reply is not None:
+                # The common hit, sent here with no coroutine between the cache and send.
                 await send(
                     {
                         "type": "http.response.start",
