@@ -10,7 +10,7 @@ COV_MIN ?= 91
 LOCK := constraints.txt
 PIP_INSTALL = $(BIN)/python -m pip install --quiet -c $(LOCK)
 
-.PHONY: demo test test-embedder bench-test lint typecheck bench bench-quick bench-report loadtest loadtest-quick instructions docs \
+.PHONY: demo test test-embedder bench-test lint typecheck bench bench-quick bench-report loadtest loadtest-quick instructions instructions-server docs \
 	system-deps services lock dist-check ci clean
 
 $(BIN)/python:
@@ -105,6 +105,11 @@ loadtest-quick: $(VENV)/.installed-dev services
 instructions: $(VENV)/.installed-dev
 	@command -v valgrind >/dev/null || { echo "valgrind missing: apt-get install -y valgrind" >&2; exit 1; }
 	$(BIN)/python -m bench.instructions
+
+## instructions-server: the load test's servers (uvicorn, httptools, uvloop) in instructions per request
+instructions-server: $(VENV)/.installed-dev
+	@command -v valgrind >/dev/null || { echo "valgrind missing: apt-get install -y valgrind" >&2; exit 1; }
+	$(BIN)/python -m bench.instructions --server
 
 ## bench-report: full suite + load test, then regenerate docs/benchmarks.md and docs/img/*.png
 bench-report: $(VENV)/.installed-dev services

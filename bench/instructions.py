@@ -18,10 +18,21 @@ called in process (no client, no server):
   client sending only ``Host`` (as wrk does: the identity body is served).
 
 Each count is the difference between a run of 1,000 requests (after 200 to warm up) and a
-run of none, divided by 1,000, so start-up and imports cancel out. Usage::
+run of none, divided by 1,000, so start-up and imports cancel out.
+
+``--server`` counts the load test's servers instead (``bench/loadtest.py``: uvicorn with
+httptools and uvloop, the ``nowork``, ``nowork-fields``, ``memory`` and ``memory-quiet``
+apps): the whole server process under callgrind, driven over loopback by one keep-alive
+client over the load test's 100 URLs, sending only ``Host`` as wrk does. After 600
+requests to warm up the counters are zeroed (``callgrind_control -z``), 1,000 requests
+are made and the counters dumped: the server's instructions a request, parser, event loop
+and all (the kernel's share is not counted). It is the load test's requests/s ratio
+without the noise: a ratio of instructions is what the CPU-bound server's ratio of
+requests/s follows. Usage::
 
     .venv/bin/python -m bench.instructions            # needs valgrind (Debian: valgrind)
     .venv/bin/python -m bench.instructions --bytecodes  # Python bytecodes per request
+    .venv/bin/python -m bench.instructions --server   # the load test's servers
 
 It prints each count and the two ratios of the HTTP issue: a miss's added instructions
 against the essential work's (target 2x), and a hit's against the app's.
@@ -34,8 +45,11 @@ import itertools
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType
@@ -152,6 +166,83 @@ def per_request(valgrind: str, variant: str) -> int:
     return (count(valgrind, variant, REQUESTS) - count(valgrind, variant, 0)) // REQUESTS
 
 
+SERVER_VARIANTS = ("nowork", "nowork-fields", "memory", "memory-quiet")
+SERVER_WARMUP = 600
+
+
+def _get(sock: socket.socket, reader: Any, path: str) -> None:
+    """One keep-alive GET, its response read whole (by its Content-Length)."""
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    status = reader.readline()
+    if not status.startswith(b"HTTP/1.1 200"):
+        raise RuntimeError(f"the server answered {status!r}")
+    length = 0
+    while (line := reader.readline()) != b"\r\n":
+        name, _, value = line.partition(b":")
+        if name.lower() == b"content-length":
+            length = int(value)
+    reader.read(length)
+
+
+def server_per_request(valgrind: str, variant: str, requests: int = REQUESTS) -> int:
+    """Instructions a request of the load test's ``variant`` server (the whole process)."""
+    from bench.loadtest import URLS, free_port
+
+    control = shutil.which("callgrind_control")
+    if control is None:
+        raise RuntimeError("callgrind_control is missing (it comes with valgrind)")
+    root = Path(__file__).resolve().parent.parent
+    port = free_port()
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "callgrind.out"
+        server = subprocess.Popen(
+            [
+                valgrind,
+                "--tool=callgrind",
+                f"--callgrind-out-file={out}",
+                sys.executable,
+                "-m",
+                "bench.loadtest",
+                "--serve",
+                variant,
+                "--port",
+                str(port),
+            ],
+            cwd=root,
+            env=dict(os.environ, PYTHONHASHSEED="0"),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 300  # uvicorn under callgrind starts slowly
+            while True:
+                try:
+                    sock = socket.create_connection(("127.0.0.1", port))
+                    break
+                except OSError:
+                    if server.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"the {variant} server did not start") from None
+                    time.sleep(0.2)
+            with sock, sock.makefile("rb") as reader:
+                paths = itertools.cycle([f"/items/{i}" for i in range(URLS)])
+                for _ in range(SERVER_WARMUP):
+                    _get(sock, reader, next(paths))
+                subprocess.run([control, "-z", str(server.pid)], capture_output=True, check=True)
+                for _ in range(requests):
+                    _get(sock, reader, next(paths))
+                subprocess.run([control, "-d", str(server.pid)], capture_output=True, check=True)
+        finally:
+            server.terminate()
+            server.wait(timeout=120)
+        for dump in sorted(Path(folder).glob("callgrind.out*")):
+            text = dump.read_text()
+            if re.search(r"^desc: Trigger: dump", text, re.M):
+                match = re.search(r"^summary: (\d+)", text, re.M)
+                if match is not None:
+                    return int(match.group(1)) // requests
+    raise RuntimeError(f"callgrind wrote no dump for the {variant} server")
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--drive"]:
         drive(argv[1], int(argv[2]))
@@ -170,6 +261,21 @@ def main(argv: list[str]) -> int:
     if valgrind is None:
         print("valgrind is not installed (Debian: apt-get install -y valgrind)", file=sys.stderr)
         return 2
+    if argv[:1] == ["--server"]:
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            served = dict(
+                zip(
+                    SERVER_VARIANTS,
+                    pool.map(lambda v: server_per_request(valgrind, v), SERVER_VARIANTS),
+                    strict=True,
+                )
+            )
+        for variant in SERVER_VARIANTS:
+            print(
+                f"{variant:<14} {served[variant]:>9,} instructions/request"
+                f"  {served['nowork'] / served[variant]:.2f}x nowork's requests/s"
+            )
+        return 0
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         counts = dict(
             zip(VARIANTS, pool.map(lambda v: per_request(valgrind, v), VARIANTS), strict=True)

@@ -271,3 +271,26 @@ def test_bytecode_counts_are_the_requests_own() -> None:
     app = bytecodes("app", 20)
     assert app == bytecodes("app", 40)
     assert bytecodes("miss", 20) > app > 0
+
+
+def test_server_counts_read_whole_keep_alive_responses() -> None:
+    # `python -m bench.instructions --server` drives a real load-test server with _get:
+    # each response must be read to its end (or the next one would be misread), and a
+    # failed request must stop the count, not be counted.
+    import socket
+    from urllib.parse import urlsplit
+
+    from bench.instructions import _get
+    from bench.loadtest import DEFAULT_REDIS_URL, start_server, stop
+
+    server = start_server("nowork", DEFAULT_REDIS_URL)
+    try:
+        port = urlsplit(server.base).port
+        assert port is not None
+        with socket.create_connection(("127.0.0.1", port)) as sock, sock.makefile("rb") as reader:
+            for n in range(3):
+                _get(sock, reader, f"/items/{n}")
+            with pytest.raises(RuntimeError, match="404"):
+                _get(sock, reader, "/nothing")
+    finally:
+        stop(server.process)
