@@ -331,6 +331,7 @@ class _PlainCapture:
     with what came before it, to a :class:`_Capture` made then."""
 
     start: Message | None = None
+    headers: list[tuple[str, str]] | None = None  # the start's, once decoded
     full: _Capture | None = None
     done = False
 
@@ -350,14 +351,14 @@ class _PlainCapture:
             start = self.start
             kind = message["type"]
             if start is None:
-                if kind == "http.response.start":
+                if kind == "http.response.start" and not self.done:
                     self.start = message
                     self.response_time = self.rc.clock()
                     return
             elif kind == "http.response.body" and not message.get("more_body", False):
                 rc, scope, request = self.rc, self.scope, self.request
                 request.params = scope.get("path_params") or NO_PARAMS
-                headers = _text_headers(start.get("headers", ()))
+                headers = self.headers = _text_headers(start.get("headers", ()))
                 reply = rc.plain_reply(
                     request,
                     self.lookup,
@@ -370,6 +371,7 @@ class _PlainCapture:
                 )
                 if reply is not None:
                     self.done = True
+                    self.start = None  # what follows is dropped (see below)
                     try:
                         await _send_reply(self.downstream, reply, head=False)
                     finally:
@@ -377,6 +379,8 @@ class _PlainCapture:
                         if not write.run_now():  # the client has its answer (or has gone)
                             await write.run()
                     return
+            if self.done:
+                return  # after the reply (trailers, say): dropped, as a buffering _Capture does
             full = self._general()
         await full(message)
 
@@ -388,7 +392,8 @@ class _PlainCapture:
         full.request_time, full.response_time = self.request_time, self.response_time
         if self.start is not None:
             full.start = self.start
-            full.headers = _text_headers(self.start.get("headers", ()))
+            # Decoded once: the app's headers may be an iterable that reads only once.
+            full.headers = self.headers or _text_headers(self.start.get("headers", ()))
         return full
 
     async def close(self) -> None:

@@ -151,9 +151,11 @@ class PlainWrite(PendingWrite):
         """Write now, without awaiting, when nothing is in the way; ``False``: the caller
         must ``await run()`` (the write runs elsewhere, waits on an earlier one, or needs
         ``Cache.set``)."""
-        if self._state or self._previous is not None:
-            return self._state == 2
         owner: PlainWriter = self._owner  # type: ignore[assignment]
+        if self._state or self._previous is not None or owner._writes_suspend:
+            # Under way, behind an earlier write, or for a store only Cache.set writes
+            # (Redis, tiered): run() does it, planned and packed once.
+            return self._state == 2
         self._state = 1
         try:
             stored = owner.plain_store(self)

@@ -281,3 +281,88 @@ def test_a_route_policy_is_found_again_once_a_seen_handler_is_decorated() -> Non
     assert policy.ttl == 5
     assert route_policy_of(wrapper) is policy
     assert route_policy_of([]) is None  # unhashable handlers are looked up every time
+
+
+# -- the plain capture's edges ----------------------------------------------------------
+
+
+async def test_headers_sent_as_a_one_shot_iterable_reach_the_client_whole() -> None:
+    # ASGI allows any iterable of pairs; the plain capture decodes it once and hands the
+    # decoded fields to the general way when it declines (here: a redirect, and Vary).
+    calls = 0
+
+    def shaped(status: int, fields: list[tuple[bytes, bytes]]) -> Any:
+        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            nonlocal calls
+            calls += 1
+            start = {"type": "http.response.start", "status": status}
+            start["headers"] = (pair for pair in fields)  # readable once
+            await send(start)
+            await send({"type": "http.response.body", "body": b"body"})
+
+        return app
+
+    redirect = [(b"location", b"/x"), (b"cache-control", b"max-age=60")]
+    rc = ResponseCache(Cache(MemoryStore()), clock=lambda: NOW)
+    sent = await _exchange(
+        ResponseCacheMiddleware(shaped(302, redirect), rc), "/r", [(b"host", b"t")]
+    )
+    assert sent[0][1] == 302
+    assert (b"location", b"/x") in sent[0][2]
+
+    varies = [
+        (b"content-type", b"text/plain"),
+        (b"cache-control", b"max-age=60"),
+        (b"vary", b"Accept-Language"),
+    ]
+    middleware = ResponseCacheMiddleware(shaped(200, varies), rc)
+    calls = 0
+    first = await _exchange(middleware, "/v", [(b"host", b"t"), (b"accept-language", b"fr")])
+    assert (b"content-type", b"text/plain") in first[0][2]
+    assert any(name == b"vary" and b"Accept-Language" in value for name, value in first[0][2])
+    await rc.flush()
+    await _exchange(middleware, "/v", [(b"host", b"t"), (b"accept-language", b"de")])
+    assert calls == 2  # another language is another variant: not the French one
+
+
+async def test_a_message_after_a_plain_reply_is_dropped_not_sent() -> None:
+    # Trailers after the final body (a server offering the extension): the client already
+    # has its reply; nothing more is sent, nothing fails, and the response is stored.
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        fields = [(b"cache-control", b"max-age=60")]
+        await send({"type": "http.response.start", "status": 200, "headers": fields})
+        await send({"type": "http.response.body", "body": b"body"})
+        await send({"type": "http.response.trailers", "headers": [], "more_trailers": False})
+
+    rc = ResponseCache(Cache(MemoryStore()), clock=lambda: NOW)
+    middleware = ResponseCacheMiddleware(app, rc)
+    first = await _exchange(middleware, "/t", [(b"host", b"t")])
+    assert [message[0] for message in first] == ["http.response.start", "http.response.body"]
+    await rc.flush()
+    again = await _exchange(middleware, "/t", [(b"host", b"t")])
+    assert (b"x-cache", b"HIT") in again[0][2]
+
+
+async def test_a_store_only_cache_set_writes_packs_a_plain_miss_once() -> None:
+    # A store the HTTP layer cannot write without Cache.set (a codec here; Redis, tiered)
+    # goes straight to the awaited job: planned and compressed once, not twice.
+    from asyncperf.cache import Codec
+
+    rc = ResponseCache(Cache(MemoryStore(codec=Codec())), clock=lambda: NOW)
+    packs = 0
+    pack = rc.codings.pack
+
+    def counted(body: bytes, minimum: int) -> Any:
+        nonlocal packs
+        packs += 1
+        return pack(body, minimum)
+
+    rc.codings.pack = counted  # type: ignore[method-assign]
+    fields = [(b"cache-control", b"max-age=60"), (b"content-type", b"application/json")]
+    middleware = ResponseCacheMiddleware(_app(200, fields, b"x" * 4000, None), rc)
+    await _exchange(middleware, "/p", [(b"host", b"t")])
+    await rc.flush()
+    assert packs == 1
+    again = await _exchange(middleware, "/p", [(b"host", b"t")])
+    assert (b"x-cache", b"HIT") in again[0][2]
+    assert again[1][3] == b"x" * 4000
