@@ -202,18 +202,7 @@ class ResponseCacheMiddleware:
         if lookup.action in FROM_CACHE:
             reply = rc.cached_reply_now(request, lookup)
             if reply is not None:
-                # The common hit, sent here with no coroutine between the cache and send.
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": reply.status,
-                        "headers": reply.raw
-                        if reply.raw is not None
-                        else _raw_headers(reply.headers),
-                    }
-                )
-                body = b"" if head or reply.status in (204, 304) else reply.body
-                await send({"type": "http.response.body", "body": body, "more_body": False})
+                await _send_reply(send, reply, head=head)  # the common hit
                 return
             revalidate = rc.revalidates_after(lookup)
             body = await _read_body(receive) if revalidate else b""
