@@ -139,8 +139,9 @@ def bytecodes(variant: str, requests: int = 200) -> float:
 @functools.cache
 def no_aslr() -> list[str]:
     """The prefix that runs a command without address-space randomisation, where it works:
-    with it, the same code gives the same count run after run (without, up to ~2k
-    instructions a request apart, as objects land elsewhere)."""
+    with it, repeated runs of one tree give the same count (without, up to ~2k
+    instructions a request apart, as objects land elsewhere); trees that differ in code a
+    request does not run still read up to ~2k apart, so smaller differences mean nothing."""
     setarch = shutil.which("setarch")
     if setarch is None:
         return []
