@@ -406,7 +406,9 @@ class MemoryStore(BaseStore):
                 self._next_sweep = math.inf
                 self._bytes = 0
                 return removed
-            doomed = [key for key in self._data if key.startswith(prefix)]
+            # list() copies in one C call, which no lock-free read (move_to_end) can
+            # interleave with; a Python loop over the live dict could see one.
+            doomed = [key for key in list(self._data) if key.startswith(prefix)]
             for key in doomed:
                 self._remove(key, self._data[key])
             return len(doomed)
@@ -431,7 +433,7 @@ class MemoryStore(BaseStore):
     def _rebuild_wheel(self) -> None:
         self._wheel.clear()
         self._wheel_items = 0
-        for key, entry in self._data.items():
+        for key, entry in list(self._data.items()):  # a snapshot: see clear_sync
             if entry.expires_at is not None:
                 self._wheel.setdefault(int(entry.expires_at), []).append(key)
                 self._wheel_items += 1

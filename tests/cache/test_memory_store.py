@@ -372,3 +372,49 @@ async def test_async_protocol_methods(clock: FakeClock) -> None:
 
 def test_repr_mentions_caps() -> None:
     assert "max_entries=5" in repr(MemoryStore(max_entries=5))
+
+
+def test_lock_free_reads_never_break_a_locked_walk_of_the_entries() -> None:
+    # Reads move keys to the end without the lock (atomic under the GIL); a walk of the
+    # entries under the lock (the expiry wheel's rebuild, a prefix delete) must not see
+    # that as "mutated during iteration". Thread switches are forced to be frequent.
+    import sys
+    import threading
+
+    store = MemoryStore()
+    for i in range(2_000):
+        store.set_value(f"k{i}", i, ttl=60)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        i = 0
+        while not stop.is_set():
+            store.get_entry(f"k{i % 2_000}")
+            i += 7
+
+    def walker() -> None:
+        try:
+            for round_ in range(200):
+                with store._lock:
+                    store._rebuild_wheel()
+                store.set_value(f"x{round_}", round_, ttl=60)
+                store.clear_sync(f"x{round_}")
+        except BaseException as error:  # the failure under test
+            errors.append(error)
+        finally:
+            stop.set()
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=reader) for _ in range(3)]
+        threads.append(threading.Thread(target=walker))
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert errors == []
+    assert store.get_entry("k1") is not None
