@@ -50,7 +50,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType
@@ -201,7 +200,7 @@ def _get(sock: socket.socket, reader: Any, path: str) -> None:
 
 def server_per_request(valgrind: str, variant: str, requests: int = REQUESTS) -> int:
     """Instructions a request of the load test's ``variant`` server (the whole process)."""
-    from bench.loadtest import URLS, free_port
+    from bench.loadtest import URLS, free_port, wait_until_up
 
     control = shutil.which("callgrind_control")
     if control is None:
@@ -230,15 +229,9 @@ def server_per_request(valgrind: str, variant: str, requests: int = REQUESTS) ->
             stderr=subprocess.DEVNULL,
         )
         try:
-            deadline = time.monotonic() + 300  # uvicorn under callgrind starts slowly
-            while True:
-                try:
-                    sock = socket.create_connection(("127.0.0.1", port))
-                    break
-                except OSError:
-                    if server.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"the {variant} server did not start") from None
-                    time.sleep(0.2)
+            # uvicorn under callgrind starts slowly
+            wait_until_up(f"http://127.0.0.1:{port}", server, timeout=300)
+            sock = socket.create_connection(("127.0.0.1", port))
             with sock, sock.makefile("rb") as reader:
                 paths = itertools.cycle([f"/items/{i}" for i in range(URLS)])
                 for _ in range(SERVER_WARMUP):
