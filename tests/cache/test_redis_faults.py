@@ -222,6 +222,8 @@ async def test_tiered_serves_l1_during_outage_and_flushes_it_on_recovery(
     cache = Cache.tiered(l2=l2, l1=MemoryStore(), l1_ttl=300)
     loader = Loader()
     try:
+        # Subscribed first: a connection event arriving after the writes flushes L1.
+        assert await l2.ensure_listener()
         await cache.set("hot", "cached")
         await cache.set("doomed", "old")
         server.stop()
