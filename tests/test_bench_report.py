@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from bench import report
+from bench.instructions import VARIANTS
 from bench.loadtest import parse_wrk
 
 # Captured from `wrk -t2 -c50 -d1s --latency` (wrk 4.1.0, Debian 12) against the load test's
@@ -253,7 +254,7 @@ def test_load_rounds_pair_each_variant_with_the_reference_of_its_round() -> None
     assert data["cache_hits"] == 9
 
 
-@pytest.mark.parametrize("variant", ["app", "essential", "lean", "miss", "app-hot", "hit"])
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_instruction_counts_drive_every_variant(variant: str) -> None:
     # What callgrind counts in bench/instructions.py: each variant's requests must run
     # (a broken driver would count a traceback's instructions instead).
