@@ -123,8 +123,6 @@ class ResponseCacheBase:
         if blob is None:
             self._decoded.pop(key, None)
             return None
-        if type(blob) is StoredResponse:
-            return blob  # a plain memory cache keeps the entry itself (see _writes.py)
         known = self._decoded.get(key)
         if known is not None and known[0] is blob:
             return known[1]

@@ -159,12 +159,10 @@ class PlainMiss(Ingest):
             if packed is not None:
                 entry.body, entry.coding = packed, "zstd"
         entry.plan = plan
-        # Kept as the object by a plain memory cache (no reply was built from this entry:
-        # it has no reply caches to drop, unlike the general write's).
         if not set_now(
             self.cache,
             primary,
-            entry,
+            entry.encode(),
             max(plan.keep, 0.001),
             self._tags(request, (), route),
         ):

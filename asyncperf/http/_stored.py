@@ -14,7 +14,6 @@ the request fields that pick the variant, and the variants live under secondary 
 from __future__ import annotations
 
 import struct
-import sys
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -82,20 +81,6 @@ class StoredResponse:
     head: tuple[tuple[str, str, int, str, int, int], list[tuple[bytes, bytes]]] | None = field(
         default=None, init=False
     )
-
-    def __sizeof__(self) -> int:
-        """Bytes held (what a ``MemoryStore`` with ``max_bytes`` counts for an entry it
-        keeps as an object): the body, the fields and the validator; the reply caches a
-        hit adds later are not counted."""
-        getsizeof = sys.getsizeof
-        return (
-            object.__sizeof__(self)
-            + getsizeof(self.body)
-            + getsizeof(self.headers)
-            + sum(getsizeof(name) + getsizeof(value) + 56 for name, value in self.headers)
-            + getsizeof(self.etag)
-            + getsizeof(self.plan)
-        )
 
     def header(self, name: str) -> str | None:
         """Return the stored field ``name`` (repeated values joined), or ``None``."""

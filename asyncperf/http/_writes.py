@@ -244,17 +244,14 @@ class WriteBehind(Coalescing):
     ) -> str:
         ttl = max(plan.keep, 0.001)
         all_tags = self._tags(request, tags, route)
+        blob = entry.encode()
         primary = lookup.primary
         if entry.vary:
             key = self.variant_key(primary, entry.vary, request.headers)
             await self.cache.set(primary, encode_marker(entry.vary), ttl=ttl, tags=all_tags)
         else:
             key = primary
-        # A plain memory cache keeps the entry itself: no encoding now, no decoding on a
-        # hit. The reply caches built for the miss's own reply (before fields were
-        # stripped, for its coding) are dropped first: hits build their own.
-        entry.fields, entry.head, entry.packed = {}, None, None
-        if not set_now(self.cache, key, entry, ttl, all_tags):
-            await self.cache.set(key, entry.encode(), ttl=ttl, tags=all_tags)
+        if not set_now(self.cache, key, blob, ttl, all_tags):
+            await self.cache.set(key, blob, ttl=ttl, tags=all_tags)
         self._stores += 1
         return key

@@ -16,7 +16,6 @@ import pytest
 
 from asyncperf import Cache, MemoryStore
 from asyncperf.http import ResponseCache, ResponseCacheMiddleware, cache_policy
-from asyncperf.http._stored import StoredResponse
 from asyncperf.http._types import FROM_CACHE
 
 pytestmark = pytest.mark.anyio
@@ -125,14 +124,6 @@ async def _exchange(
     return sent
 
 
-def _stored_form(value: Any) -> Any:
-    """What the store holds, comparable: a kept entry's byte form, with its reply caches
-    (which must be empty when it is stored)."""
-    if isinstance(value, StoredResponse):
-        return value.encode(), value.fields, value.head, value.packed
-    return value
-
-
 async def _run(
     plain: bool,
     options: dict[str, Any],
@@ -159,7 +150,7 @@ async def _run(
     first = await _exchange(middleware, "/items/1", request)
     await rc.flush()
     held = sorted(
-        (key, _stored_form(entry.value), entry.tags, entry.expires_at is None)
+        (key, entry.value, entry.tags, entry.expires_at is None)
         for key, entry in store._data.items()
     )
     tags = dict(store._tags)
