@@ -26,7 +26,9 @@ if TYPE_CHECKING:
 
 __all__ = ["ResponseCacheBase"]
 
-_DECODED_SLOTS: Final = 512
+# The decoded-entry memo (see _stored) is bounded by ``decoded_entries`` and by the
+# stored bytes it may keep alive (an entry the store dropped stays while memoised).
+_DECODED_BYTES: Final = 32 << 20
 
 
 class ResponseCacheBase:
@@ -39,6 +41,7 @@ class ResponseCacheBase:
     transcode: bool
     shared: bool
     max_body_size: int
+    decoded_entries: int
     compression_level: int
     store_set_cookie: bool
     status_header: str | None
@@ -62,6 +65,7 @@ class ResponseCacheBase:
     _writes_suspend: bool
     _writers: set[asyncio.Task[None]]
     _decoded: OrderedDict[str, tuple[bytes, StoredResponse | tuple[str, ...]]]
+    _decoded_bytes: int  # the stored bytes the memo holds
     _flights: dict[str, list[Any]]
     _passes: OrderedDict[str, float]
     _hits: int
@@ -121,14 +125,34 @@ class ResponseCacheBase:
     def _stored(self, key: str, blob: Any) -> StoredResponse | tuple[str, ...] | None:
         """The stored response or Vary marker in ``blob`` (decoded once per blob object)."""
         if blob is None:
-            self._decoded.pop(key, None)
+            self._forget_decoded(key)
             return None
-        known = self._decoded.get(key)
+        decoded = self._decoded
+        known = decoded.get(key)
         if known is not None and known[0] is blob:
             return known[1]
         value = decode(blob)
-        if value is not None and isinstance(blob, bytes):
-            self._decoded[key] = (blob, value)
-            if len(self._decoded) > _DECODED_SLOTS:
-                self._decoded.popitem(last=False)
+        if (
+            value is not None
+            and type(blob) is bytes
+            and len(blob) <= _DECODED_BYTES >> 4
+            and self.decoded_entries
+        ):
+            if known is not None:
+                self._decoded_bytes -= len(known[0])
+            decoded[key] = (blob, value)
+            self._decoded_bytes += len(blob)
+            slots = self.decoded_entries
+            while len(decoded) > slots or self._decoded_bytes > _DECODED_BYTES:
+                self._decoded_bytes -= len(decoded.popitem(last=False)[1][0])
         return value
+
+    def _forget_decoded(self, key: str | None = None) -> None:
+        """Drop ``key``'s decoded entry from the memo (``None``: every one)."""
+        if key is None:
+            self._decoded.clear()
+            self._decoded_bytes = 0
+        else:
+            known = self._decoded.pop(key, None)
+            if known is not None:
+                self._decoded_bytes -= len(known[0])

@@ -390,7 +390,7 @@ class Ingest(Serving):
             same = entry.app_last_modified and modified == entry.last_modified
         if not same:
             await self.cache.delete(lookup.key)
-            self._decoded.pop(lookup.key, None)
+            self._forget_decoded(lookup.key)
             return False
         await self.refresh(
             request,
