@@ -111,8 +111,8 @@ class ResponseCache(PlainMiss):
         transcode_cache_size: Bytes of gzip/br re-encodings kept for hot entries.
         decoded_entries: Stored responses kept decoded in this process, so a hit on one
             reads no header (at most 32 MB of stored bytes). Each is about ten objects
-            the garbage collector walks: 4,096 add ~40 ms to a full collection here.
-            ``0``: decode on every hit.
+            the garbage collector walks (``python -m bench.gc_pause`` shows the pause
+            they add). ``0``: decode on every hit.
         coalesce: Concurrent misses for one URL in this process make one request to the
             app; the others wait for its response and are answered from the store. A URL
             whose response could not be stored is not coalesced for the next 30 seconds.
