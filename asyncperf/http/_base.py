@@ -124,10 +124,12 @@ class ResponseCacheBase:
 
     def _stored(self, key: str, blob: Any) -> StoredResponse | tuple[str, ...] | None:
         """The stored response or Vary marker in ``blob`` (decoded once per blob object)."""
-        if blob is None:
-            self._forget_decoded(key)
-            return None
         decoded = self._decoded
+        if blob is None:  # every miss: inline, not _forget_decoded(key)
+            gone = decoded.pop(key, None)
+            if gone is not None:
+                self._decoded_bytes -= len(gone[0])
+            return None
         known = decoded.get(key)
         if known is not None and known[0] is blob:
             return known[1]
