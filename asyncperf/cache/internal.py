@@ -117,7 +117,7 @@ def set_now(cache: Cache, key: str, value: object, ttl: float, tags: list[str]) 
     prefix = cache._prefix
     if prefix:
         key = prefix + key
-        stored = tuple(map(prefix.__add__, tags))
+        stored = tuple([prefix + tag for tag in tags])
     else:
         stored = tuple(tags)
     mem.set_entry(key, Entry(value, tags=stored), ttl)
