@@ -92,14 +92,14 @@ def request_view(scope: Scope) -> RequestView:
     else:
         path = (raw_path if type(raw_path) is bytes else bytes(raw_path)).decode("latin-1")
     query = scope.get("query_string")
-    return RequestView(
-        method=scope.get("method", "GET").upper(),
-        scheme=scope.get("scheme", "http"),
-        host=host,
-        path=path,
-        query=(query if type(query) is bytes else bytes(query)).decode("latin-1") if query else "",
-        headers=headers,
-        params=NO_PARAMS,
+    return RequestView(  # method, scheme, host, path, query, headers, params
+        scope.get("method", "GET").upper(),
+        scope.get("scheme", "http"),
+        host,
+        path,
+        (query if type(query) is bytes else bytes(query)).decode("latin-1") if query else "",
+        headers,
+        NO_PARAMS,
     )
 
 

@@ -307,7 +307,8 @@ class ResponseCache(PlainMiss):
             # This request asks the app; concurrent ones for the URL wait on its flight.
             flight = self._flights[primary] = [time.monotonic() + self._flight_life, None]
             self._misses += 1
-            return Lookup(MISS, primary, primary, flight=flight)
+            # Positional (keywords cost more): entry, age, stale_if_error, forward, stored.
+            return Lookup(MISS, primary, primary, None, 0.0, False, "uri-miss", False, flight)
         if type(found) is StoredResponse:
             plan = found.plan
             age = current_age(plan.initial_age, found.response_time, self.clock())

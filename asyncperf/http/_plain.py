@@ -86,20 +86,20 @@ class PlainMiss(Ingest):
             stored = [(name, value) for name, value in headers if name not in dropped]
         else:
             stored = list(fields.items())
-        entry = StoredResponse(
-            status=200,
-            headers=stored,
-            body=body,
-            coding="identity",
-            size=size,
-            etag=etag,
-            last_modified=last_modified or date or response_time,
-            request_time=request_time,
-            response_time=response_time,
-            plan=NOT_STORED,
-            vary=(),
-            app_etag=app_etag is not None,
-            app_last_modified=last_modified is not None,
+        entry = StoredResponse(  # positional (see the class): status, fields, body,
+            200,  # coding, size, validators, times, plan, vary, the app's validators
+            stored,
+            body,
+            "identity",
+            size,
+            etag,
+            last_modified or date or response_time,
+            request_time,
+            response_time,
+            NOT_STORED,
+            (),
+            app_etag is not None,
+            last_modified is not None,
         )
         # The reply: the stored fields, Vary (hits may be coded otherwise), the ETag, then
         # this cache's fields and the length.

@@ -55,14 +55,14 @@ def request_view(request: web.Request) -> RequestView:
         previous = headers.get(name)
         headers[name] = value if previous is None else f"{previous}, {value}"
     path, _, query = request.raw_path.partition("?")
-    return RequestView(
-        method=request.method.upper(),
-        scheme=request.scheme,
-        host=request.host,
-        path=path or "/",
-        query=query,
-        headers=headers,
-        params=dict(request.match_info),
+    return RequestView(  # method, scheme, host, path, query, headers, params
+        request.method.upper(),
+        request.scheme,
+        request.host,
+        path or "/",
+        query,
+        headers,
+        dict(request.match_info),
     )
 
 
