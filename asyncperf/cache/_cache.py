@@ -271,7 +271,7 @@ class Cache(SyncLoading):
             self._sets += 1
         else:  # Cache._write inlined, as in get()
             try:
-                await self._store.set(key, Entry(value, tags=self._tags(tags)), ttl)
+                await self._store.set(key, Entry(value, None, None, 0.0, self._tags(tags)), ttl)
             except SerializationError:
                 raise
             except Exception as exc:

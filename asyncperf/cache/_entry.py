@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import KW_ONLY, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["Entry"]
@@ -30,8 +30,9 @@ class Entry:
 
     # A dataclass for the generated ``__init__`` (plain slot assignments, as fast as a
     # hand-written one); identity equality, as entries are never compared by value.
+    # Positional arguments allowed: the write paths pass them so (keywords cost CPython
+    # 3.11's call several times the assignments).
     value: Any
-    _: KW_ONLY
     expires_at: float | None = None
     fresh_until: float | None = None
     load_time: float = 0.0

@@ -248,7 +248,7 @@ class MemoryStore(BaseStore):
             if entry is not None and not entry.tags:
                 self.overwrite(key, entry, value, ttl)
                 return
-        self.set_entry(key, Entry(value, tags=tags), ttl)
+        self.set_entry(key, Entry(value, None, None, 0.0, tags), ttl)  # positional: faster
 
     def overwrite(self, key: str, entry: Entry, value: Any, ttl: float | None) -> None:
         """Replace the value of an untagged ``entry`` in place (plain stores only).

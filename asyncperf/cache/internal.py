@@ -120,6 +120,6 @@ def set_now(cache: Cache, key: str, value: object, ttl: float, tags: list[str]) 
         stored = tuple([prefix + tag for tag in tags])
     else:
         stored = tuple(tags)
-    mem.set_entry(key, Entry(value, tags=stored), ttl)
+    mem.set_entry(key, Entry(value, None, None, 0.0, stored), ttl)  # positional: faster
     cache._sets += 1
     return True

@@ -103,7 +103,7 @@ def request_view(scope: Scope) -> RequestView:
     )
 
 
-async def _send_reply(send: Send, reply: Reply, *, head: bool) -> None:
+async def _send_reply(send: Send, reply: Reply, head: bool) -> None:
     await send(
         {
             "type": "http.response.start",
@@ -190,13 +190,13 @@ class ResponseCacheMiddleware:
         if lookup.action in FROM_CACHE:
             reply = rc.cached_reply_now(request, lookup)
             if reply is not None:
-                await _send_reply(send, reply, head=head)  # the common hit
+                await _send_reply(send, reply, head)  # the common hit
                 return
             revalidate = rc.revalidates_after(lookup)
             body = await _read_body(receive) if revalidate else b""
             reply = await rc.cached_reply(request, lookup)
             assert reply is not None
-            await _send_reply(send, reply, head=head)
+            await _send_reply(send, reply, head)
             if revalidate:
                 # The client has its whole answer; the revalidation runs after it, in this
                 # call (as Starlette's background tasks do), on a replayed request body.
@@ -307,10 +307,10 @@ class _PlainCapture:
     message, see ``_plain.py``) is answered and stored at once; anything else is handed,
     with what came before it, to a :class:`_Capture` made then."""
 
-    start: Message | None = None
-    headers: list[tuple[str, str]] | None = None  # the start's, once decoded
-    full: _Capture | None = None
-    done = False
+    start: Message | None
+    headers: list[tuple[str, str]] | None  # the start's, once decoded
+    full: _Capture | None
+    done: bool
 
     def __init__(
         self, rc: ResponseCache, scope: Scope, request: RequestView, lookup: Lookup, send: Send
@@ -321,6 +321,10 @@ class _PlainCapture:
         self.lookup = lookup
         self.downstream = send
         self.request_time = self.response_time = rc.clock()
+        # Set here, not as class defaults: CPython 3.11 specialises reading an instance's
+        # own attribute, not a class attribute read through the instance.
+        self.start = self.headers = self.full = None
+        self.done = False
 
     async def __call__(self, message: Message) -> None:
         full = self.full
@@ -350,7 +354,7 @@ class _PlainCapture:
                     self.done = True
                     self.start = None  # what follows is dropped (see below)
                     try:
-                        await _send_reply(self.downstream, reply, head=False)
+                        await _send_reply(self.downstream, reply, False)
                     finally:
                         write = reply.write
                         if not write.run_now():  # the client has its answer (or has gone)
@@ -615,7 +619,7 @@ class _Capture:
 
     async def _send_reply(self, reply: Reply) -> None:
         self.sent = True
-        await _send_reply(self.downstream, reply, head=self.request.method == "HEAD")
+        await _send_reply(self.downstream, reply, self.request.method == "HEAD")
 
     async def answer_stale(self, cache_status: str) -> None:
         """Answer with the stale entry instead of the app's error (stale-if-error)."""

@@ -19,7 +19,7 @@ from ._coding import Codings, TranscodeCache
 from ._keys import digest
 from ._policy import vary_values
 from ._stored import StoredResponse, decode
-from ._types import RequestView
+from ._types import RequestView, request_target
 
 if TYPE_CHECKING:
     from ._writes import PendingWrite
@@ -98,7 +98,7 @@ class ResponseCacheBase:
 
     def primary_key(self, request: RequestView) -> str:
         """Return the storage key of a request's URL (per user when not shared)."""
-        key = f"{request.scheme}://{request.host}{request.target}"
+        key = f"{request.scheme}://{request.host}{request_target(request)}"
         if not self.shared:
             credentials = (
                 f"{request.headers.get('authorization', '')}\n{request.headers.get('cookie', '')}"

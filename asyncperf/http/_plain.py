@@ -13,7 +13,7 @@ from __future__ import annotations
 from ..cache.internal import set_now
 from ._ingest import Ingest
 from ._keys import body_etag
-from ._policy import parse_http_date, storage_plan
+from ._policy import parse_http_date, plan_keep, storage_plan
 from ._route import RoutePolicy
 from ._stored import StoredResponse
 from ._types import DROPPED_OWNED, MISS, NOT_STORED, PLAIN, Lookup, Reply, RequestView
@@ -163,7 +163,7 @@ class PlainMiss(Ingest):
             self.cache,
             primary,
             entry.encode(),
-            max(plan.keep, 0.001),
+            max(plan_keep(plan), 0.001),
             self._tags(request, (), route),
         ):
             # A cache Cache.set must write (a remote store, jitter, an unbounded TTL):

@@ -239,9 +239,15 @@ class Plan(NamedTuple):
     def keep(self) -> float:
         """Seconds the store keeps the response from now: what is left of its freshness,
         then the longest of its stale windows and its retention for revalidation."""
-        fresh_left = max(0.0, self.lifetime - self.initial_age)
-        window = 0.0 if self.no_stale else max(self.stale_while_revalidate, self.stale_if_error)
-        return fresh_left + max(window, self.retain)
+        return plan_keep(self)
+
+
+def plan_keep(plan: Plan) -> float:
+    """:attr:`Plan.keep` as a function, for the store writes (a property costs CPython
+    3.11 a generic lookup and a new frame; a plain call is specialised)."""
+    fresh_left = max(0.0, plan.lifetime - plan.initial_age)
+    window = 0.0 if plan.no_stale else max(plan.stale_while_revalidate, plan.stale_if_error)
+    return fresh_left + max(window, plan.retain)
 
 
 def _qualified_fields(argument: str | None) -> frozenset[str]:
@@ -379,17 +385,25 @@ def storage_plan(
     # Plan.keep, computed once: nothing to keep, nothing stored.
     if max(0.0, lifetime - age) + max(rules.window, retain) <= 0.0:
         return None
-    return Plan(
-        lifetime,
-        age,
-        rules.always_revalidate,
-        rules.no_stale,
-        rules.stale_while_revalidate,
-        rules.stale_if_error,
-        rules.authorized_ok,
-        rules.strip,
-        retain,
+    return new_plan(
+        Plan,
+        (
+            lifetime,
+            age,
+            rules.always_revalidate,
+            rules.no_stale,
+            rules.stale_while_revalidate,
+            rules.stale_if_error,
+            rules.authorized_ok,
+            rules.strip,
+            retain,
+        ),
     )
+
+
+# ``new_plan(Plan, (every field, in order))`` makes a Plan without the named tuple's
+# Python-level __new__ (one frame fewer on every response stored or decoded).
+new_plan: Final = tuple.__new__
 
 
 # Where a storable response's lifetime comes from (RFC 9111 §4.2.1, in that order).

@@ -19,7 +19,7 @@ from typing import Any, Final
 
 import orjson
 
-from ._policy import Plan
+from ._policy import Plan, new_plan
 
 __all__ = ["StoredResponse", "decode", "encode_marker"]
 
@@ -155,16 +155,19 @@ def decode(data: Any) -> StoredResponse | tuple[str, ...] | None:
         meta["lm"],  # last_modified
         meta["rq"],  # request_time
         meta["rs"],  # response_time
-        Plan(  # lifetime, initial_age, always_revalidate, no_stale, the stale windows,
-            p[0],  # authorized_ok, strip, retain
-            p[1],
-            p[2],
-            p[3],
-            p[4],
-            p[5],
-            p[6],
-            frozenset(p[7]),
-            p[8] if len(p) > 8 else 0.0,
+        new_plan(  # lifetime, initial_age, always_revalidate, no_stale, the stale
+            Plan,  # windows, authorized_ok, strip, retain
+            (
+                p[0],
+                p[1],
+                p[2],
+                p[3],
+                p[4],
+                p[5],
+                p[6],
+                frozenset(p[7]),
+                p[8] if len(p) > 8 else 0.0,
+            ),
         ),
         tuple(meta["v"]),  # vary
         meta["ae"],  # app_etag

@@ -144,7 +144,13 @@ class RequestView:
     @property
     def target(self) -> str:
         """Path and query, as in the request line."""
-        return f"{self.path}?{self.query}" if self.query else self.path
+        return request_target(self)
+
+
+def request_target(request: RequestView) -> str:
+    """:attr:`RequestView.target` as a function, for the hot paths (CPython 3.11 reads a
+    property through a generic lookup and a new frame; a plain call is specialised)."""
+    return f"{request.path}?{request.query}" if request.query else request.path
 
 
 @dataclass(slots=True)

@@ -16,10 +16,10 @@ import anyio
 from ..cache.internal import set_now
 from ._coalescing import Coalescing
 from ._keys import PREFIX_DEPTH
-from ._policy import Plan
+from ._policy import Plan, plan_keep
 from ._route import RoutePolicy
 from ._stored import StoredResponse, encode_marker
-from ._types import Lookup, Reply, RequestView
+from ._types import Lookup, Reply, RequestView, request_target
 
 if TYPE_CHECKING:
     from ._plain import PlainMiss as PlainWriter
@@ -212,7 +212,7 @@ class WriteBehind(Coalescing):
         """A stored response's tags: ``p:`` for every path-segment prefix (capped in depth;
         no ``p:/``, as ``invalidate(prefix="/")`` clears the namespace), ``u:`` for its URL,
         ``t:`` for the app's and the route's own."""
-        target = request.target
+        target = request_target(request)
         segments = request.path.strip("/").split("/")
         if "" in segments:  # "//" inside the path, or the path "/" itself
             segments = [segment for segment in segments if segment]
@@ -242,7 +242,7 @@ class WriteBehind(Coalescing):
         tags: Iterable[str],
         route: RoutePolicy | None,
     ) -> str:
-        ttl = max(plan.keep, 0.001)
+        ttl = max(plan_keep(plan), 0.001)
         all_tags = self._tags(request, tags, route)
         blob = entry.encode()
         primary = lookup.primary
