@@ -44,7 +44,11 @@ class PlainMiss(Ingest):
         response_time: float,
     ) -> Reply | None:
         """What :meth:`complete` returns for a plain miss (its store write attached, to run
-        once the reply is sent); ``None`` for any other response."""
+        once the reply is sent); ``None`` for any other response.
+
+        ``headers`` must have lower-case names, as the ASGI glue decodes them (checking
+        that again here cost a miss ~2.5k instructions: a join and a per-character scan).
+        """
         if status != 200 or lookup.action != MISS or type(headers) is not list:
             return None
         if route is None:
@@ -61,11 +65,7 @@ class PlainMiss(Ingest):
         if size > self.max_body_size:
             return None
         fields = dict(headers)
-        if (
-            len(fields) != len(headers)
-            or not self._unplain.isdisjoint(fields)
-            or not "".join(fields).islower()
-        ):
+        if len(fields) != len(headers) or not self._unplain.isdisjoint(fields):
             return None
         cache_control = fields.get("cache-control")
         if cache_control and "no-transform" in cache_control.lower():
@@ -163,7 +163,7 @@ class PlainMiss(Ingest):
             self.cache,
             primary,
             entry.encode(),
-            max(plan_keep(plan), 0.001),
+            keep if (keep := plan_keep(plan)) > 0.001 else 0.001,
             self._tags(request, (), route),
         ):
             # A cache Cache.set must write (a remote store, jitter, an unbounded TTL):

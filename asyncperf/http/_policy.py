@@ -245,9 +245,17 @@ class Plan(NamedTuple):
 def plan_keep(plan: Plan) -> float:
     """:attr:`Plan.keep` as a function, for the store writes (a property costs CPython
     3.11 a generic lookup and a new frame; a plain call is specialised)."""
-    fresh_left = max(0.0, plan.lifetime - plan.initial_age)
-    window = 0.0 if plan.no_stale else max(plan.stale_while_revalidate, plan.stale_if_error)
-    return fresh_left + max(window, plan.retain)
+    # Comparisons, not max(): the builtin parses its keywords on every call (~250
+    # instructions each on CPython 3.11).
+    fresh_left = plan.lifetime - plan.initial_age
+    if fresh_left < 0.0:
+        fresh_left = 0.0
+    window = 0.0
+    if not plan.no_stale:
+        window = plan.stale_while_revalidate
+        if plan.stale_if_error > window:
+            window = plan.stale_if_error
+    return fresh_left + (window if window > plan.retain else plan.retain)
 
 
 def _qualified_fields(argument: str | None) -> frozenset[str]:
@@ -377,13 +385,14 @@ def storage_plan(
         since = (date or response_time) - modified
         lifetime = min(_HEURISTIC_CAP, max(0.0, since * (heuristic or 0.0)))
     if date is None and "age" not in response_headers:
-        age = max(0.0, response_time - request_time)  # initial_age() of an app's own response
+        # initial_age() of an app's own response (a comparison: max() costs more)
+        age = response_time - request_time if response_time > request_time else 0.0
     else:
         age = initial_age(response_headers, request_time, response_time, date)
     if "etag" not in response_headers and "last-modified" not in response_headers:
         retain = 0.0
     # Plan.keep, computed once: nothing to keep, nothing stored.
-    if max(0.0, lifetime - age) + max(rules.window, retain) <= 0.0:
+    if lifetime <= age and rules.window <= 0.0 and retain <= 0.0:
         return None
     return new_plan(
         Plan,

@@ -242,7 +242,7 @@ class WriteBehind(Coalescing):
         tags: Iterable[str],
         route: RoutePolicy | None,
     ) -> str:
-        ttl = max(plan_keep(plan), 0.001)
+        ttl = keep if (keep := plan_keep(plan)) > 0.001 else 0.001
         all_tags = self._tags(request, tags, route)
         blob = entry.encode()
         primary = lookup.primary
