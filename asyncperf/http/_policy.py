@@ -550,7 +550,8 @@ def initial_age(
 
 def current_age(initial: float, response_time: float, now: float) -> float:
     """Return the current age: the initial age plus the time resident in the cache."""
-    return initial + max(0.0, now - response_time)
+    resident = now - response_time
+    return initial + resident if resident > 0.0 else initial  # every lookup: no max()
 
 
 # -- reuse of a stored response (RFC 9111 §4, §5.2.1) -------------------------------------

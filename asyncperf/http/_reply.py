@@ -176,8 +176,8 @@ class Serving(WriteBehind):
             body = kept
         else:
             return None
-        if owned and coding != "identity":
-            self._bytes_saved += max(0, entry.size - len(body))
+        if owned and coding != "identity" and entry.size > len(body):  # no max(): hot
+            self._bytes_saved += entry.size - len(body)
         return self._plain_reply(
             request, entry, label, coding, fields[1], body, age, cache_status, from_cache
         )
@@ -262,8 +262,8 @@ class Serving(WriteBehind):
             body = entry.body  # the stored bytes
         else:
             body = await self._body(entry, coding, key)
-        if owned and coding != "identity":
-            self._bytes_saved += max(0, entry.size - len(body))
+        if owned and coding != "identity" and entry.size > len(body):
+            self._bytes_saved += entry.size - len(body)
         return body
 
     @staticmethod
