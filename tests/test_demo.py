@@ -6,6 +6,7 @@ import argparse
 
 import pytest
 
+from asyncperf import Cache
 from asyncperf.demo.app import Stores, redact
 from asyncperf.demo.load import CacheStep, make_plan, run_cache_load
 
@@ -55,3 +56,32 @@ def test_urls_are_shown_without_their_password() -> None:
     assert redact("postgresql://postgres@127.0.0.1:5432/test") == (
         "postgresql://postgres@127.0.0.1:5432/test"
     )
+
+
+@pytest.mark.redis
+async def test_the_redis_stores_leave_no_key_even_when_a_clear_is_skipped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # On a loaded machine a cache's clear() may be skipped (its breaker open after
+    # operations past their deadline) and a late background write may land after it:
+    # what is under the demo's prefix once every cache is closed is removed anyway.
+    import redis.asyncio as redis
+
+    url = "redis://127.0.0.1:6379/0"
+    stores = Stores(url)
+    cache = stores.make("llm")
+    await cache.set("kept", b"v", ttl=60)
+    raw = redis.Redis.from_url(url)
+    try:
+        await raw.ping()  # a Redis that is down fails the test, never skips it
+        await raw.set(f"{stores.prefix}-llm:late", b"written after the clear", ex=60)
+        await raw.set(f"{stores.prefix}-other:stray", b"no cache of its own", ex=60)
+
+        async def skipped(self: Cache) -> int:  # the breaker-open case: reaches nothing
+            return 0
+
+        monkeypatch.setattr(Cache, "clear", skipped)
+        await stores.aclose()
+        assert [key async for key in raw.scan_iter(match=f"{stores.prefix}-*")] == []
+    finally:
+        await raw.aclose()
