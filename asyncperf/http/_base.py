@@ -123,7 +123,12 @@ class ResponseCacheBase:
         return self._stored(key, await self.cache.get(key))
 
     def _stored(self, key: str, blob: Any) -> StoredResponse | tuple[str, ...] | None:
-        """The stored response or Vary marker in ``blob`` (decoded once per blob object)."""
+        """The stored response or Vary marker in ``blob`` (decoded once per stored value).
+
+        A memory store hands back the very bytes it holds (``is``); Redis new bytes on every
+        read, equal while the entry is the same (``==``, a memcmp: a Redis hit decoded its
+        entry every time, and re-filed it in the memo, before this compared values).
+        """
         decoded = self._decoded
         if blob is None:  # every miss: inline, not _forget_decoded(key)
             gone = decoded.pop(key, None)
@@ -131,7 +136,7 @@ class ResponseCacheBase:
                 self._decoded_bytes -= len(gone[0])
             return None
         known = decoded.get(key)
-        if known is not None and known[0] is blob:
+        if known is not None and (known[0] is blob or known[0] == blob):
             return known[1]
         value = decode(blob)
         if (

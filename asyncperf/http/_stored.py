@@ -2,10 +2,14 @@
 
 Layout::
 
-    magic      4 bytes  b"APR1" (a response) or b"APV1" (a Vary marker)
+    magic      4 bytes  b"APR2" (a response) or b"APV1" (a Vary marker)
     length     4 bytes  big-endian length of the JSON header
-    header     orjson   status, header list (duplicates kept), times, plan, coding
+    header     orjson   an array: status, header list (duplicates kept), coding, size,
+                        etag, times, vary, flags, plan
     body       rest     the body as stored (zstd frame or identity)
+
+``APR1`` entries (the header a JSON object with named keys, as earlier releases wrote) are
+still read: a store written by an earlier release keeps answering after an upgrade.
 
 A Vary marker sits at a URL's primary key when its responses vary: its header lists
 the request fields that pick the variant, and the variants live under secondary keys.
@@ -23,7 +27,8 @@ from ._policy import Plan, new_plan
 
 __all__ = ["StoredResponse", "decode", "encode_marker"]
 
-_RESPONSE: Final = b"APR1"
+_RESPONSE: Final = b"APR2"
+_RESPONSE_V1: Final = b"APR1"
 _MARKER: Final = b"APV1"
 _LENGTH = struct.Struct(">I")
 
@@ -92,33 +97,30 @@ class StoredResponse:
     def encode(self) -> bytes:
         """Return the byte form stored in the cache."""
         plan = self.plan
+        strip = plan.strip
+        # An array, not an object: no key to write or read (a miss's encode took 2.7 µs
+        # with named keys, 1.5 µs so); the plan's first seven fields are JSON as they are.
+        head = plan[:7]
+        if plan.initial_age >= 1e18:  # JSON has no infinity: an invalid Age, "always stale"
+            head = (plan.lifetime, 1e18, *plan[2:7])
         meta = orjson.dumps(
-            {
-                "s": self.status,
-                "h": self.headers,
-                "c": self.coding,
-                "n": self.size,
-                "e": self.etag,
-                "lm": self.last_modified,
-                "rq": self.request_time,
-                "rs": self.response_time,
-                "v": self.vary,
-                "ae": self.app_etag,
-                "al": self.app_last_modified,
-                "a": self.as_sent,
-                "p": [
-                    plan.lifetime,
-                    # JSON has no infinity: an invalid Age is stored as "always stale".
-                    plan.initial_age if plan.initial_age < 1e18 else 1e18,
-                    plan.always_revalidate,
-                    plan.no_stale,
-                    plan.stale_while_revalidate,
-                    plan.stale_if_error,
-                    plan.authorized_ok,
-                    sorted(plan.strip) if plan.strip else [],
-                    plan.retain,
-                ],
-            }
+            (
+                self.status,
+                self.headers,
+                self.coding,
+                self.size,
+                self.etag,
+                self.last_modified,
+                self.request_time,
+                self.response_time,
+                self.vary,
+                self.app_etag,
+                self.app_last_modified,
+                self.as_sent,
+                head,
+                sorted(strip) if strip else (),
+                plan.retain,
+            )
         )
         return b"".join((_RESPONSE, _LENGTH.pack(len(meta)), meta, self.body))
 
@@ -142,21 +144,42 @@ def decode(data: Any) -> StoredResponse | tuple[str, ...] | None:
         return None
     if magic == _MARKER:
         return tuple(meta)
-    if magic != _RESPONSE:
+    if magic == _RESPONSE:
+        p = meta[12]
+        return StoredResponse(  # positional: see the class
+            meta[0],  # status
+            [(name, value) for name, value in meta[1]],  # headers
+            raw[8 + length :],  # body
+            meta[2],  # coding
+            meta[3],  # size
+            meta[4],  # etag
+            meta[5],  # last_modified
+            meta[6],  # request_time
+            meta[7],  # response_time
+            new_plan(  # lifetime, initial_age, always_revalidate, no_stale, the stale
+                Plan,  # windows, authorized_ok, strip, retain
+                (p[0], p[1], p[2], p[3], p[4], p[5], p[6], frozenset(meta[13]), meta[14]),
+            ),
+            tuple(meta[8]),  # vary
+            meta[9],  # app_etag
+            meta[10],  # app_last_modified
+            meta[11],  # as_sent
+        )
+    if magic != _RESPONSE_V1:
         return None
     p = meta["p"]
-    return StoredResponse(  # positional: see the class
-        meta["s"],  # status
-        [(name, value) for name, value in meta["h"]],  # headers
-        raw[8 + length :],  # body
-        meta["c"],  # coding
-        meta["n"],  # size
-        meta["e"],  # etag
-        meta["lm"],  # last_modified
-        meta["rq"],  # request_time
-        meta["rs"],  # response_time
-        new_plan(  # lifetime, initial_age, always_revalidate, no_stale, the stale
-            Plan,  # windows, authorized_ok, strip, retain
+    return StoredResponse(
+        meta["s"],
+        [(name, value) for name, value in meta["h"]],
+        raw[8 + length :],
+        meta["c"],
+        meta["n"],
+        meta["e"],
+        meta["lm"],
+        meta["rq"],
+        meta["rs"],
+        new_plan(
+            Plan,
             (
                 p[0],
                 p[1],
@@ -169,8 +192,8 @@ def decode(data: Any) -> StoredResponse | tuple[str, ...] | None:
                 p[8] if len(p) > 8 else 0.0,
             ),
         ),
-        tuple(meta["v"]),  # vary
-        meta["ae"],  # app_etag
-        meta["al"],  # app_last_modified
-        meta.get("a", False),  # as_sent
+        tuple(meta["v"]),
+        meta["ae"],
+        meta["al"],
+        meta.get("a", False),
     )

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from asyncperf import Cache, ConfigurationError, RedisStore
-from asyncperf.http import ResponseCache, ResponseCacheMiddleware
+from asyncperf.http import ResponseCache, ResponseCacheMiddleware, _base
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -68,6 +68,63 @@ async def test_invalidation_reaches_another_process(prefix: str) -> None:
     finally:
         await app_cache.aclose()
         await admin_cache.aclose()
+
+
+async def test_redis_hits_decode_an_entry_once_until_it_changes(
+    prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis returns new bytes on every read: equal bytes are the same entry (decoded once,
+    served from the memo); an entry another process replaced is decoded again."""
+    decodes = [0]
+    real = _base.decode
+
+    def counted(data: object) -> object:
+        decodes[0] += 1
+        return real(data)
+
+    monkeypatch.setattr(_base, "decode", counted)
+    version = {"n": 1}
+
+    async def endpoint(request: Request) -> Response:
+        body = f"{request.path_params['n']} v{version['n']} ".encode() * 100
+        return Response(body, headers={"cache-control": "max-age=60"})
+
+    app_cache = Cache(RedisStore(REDIS_URL, prefix=prefix), fallback=None)
+    writer_cache = Cache(RedisStore(REDIS_URL, prefix=prefix), fallback=None)
+    serving = ResponseCache(app_cache)
+    routes = [Route("/pages/{n}", endpoint)]
+    app = ResponseCacheMiddleware(Starlette(routes=routes), response_cache=serving)
+    writer_rc = ResponseCache(writer_cache)
+    writer = ResponseCacheMiddleware(Starlette(routes=routes), writer_rc)
+    try:
+        async with (
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http,
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=writer), base_url="http://t"
+            ) as other,
+        ):
+            for n in range(3):
+                assert (await http.get(f"/pages/{n}")).headers["x-cache"] == "MISS"
+            await serving.flush()
+            before = decodes[0]
+            for _ in range(4):
+                for n in range(3):
+                    hit = await http.get(f"/pages/{n}")
+                    assert hit.headers["x-cache"] == "HIT"
+                    assert hit.content == f"{n} v1 ".encode() * 100
+            assert decodes[0] - before == 3  # each entry's first hit only
+            # Another process replaces /pages/0 with a new version: read, decoded, served.
+            version["n"] = 2
+            assert await writer_rc.invalidate(url="/pages/0") == 1
+            assert (await other.get("/pages/0")).headers["x-cache"] == "MISS"
+            await writer_rc.flush()
+            fresh = await http.get("/pages/0")
+            assert fresh.headers["x-cache"] == "HIT"
+            assert fresh.content == b"0 v2 " * 100
+            assert decodes[0] - before == 4
+    finally:
+        await app_cache.aclose()
+        await writer_cache.aclose()
 
 
 async def test_distributed_coalescing_asks_the_app_once_across_processes(prefix: str) -> None:
