@@ -10,7 +10,7 @@ COV_MIN ?= 91
 LOCK := constraints.txt
 PIP_INSTALL = $(BIN)/python -m pip install --quiet -c $(LOCK)
 
-.PHONY: demo test test-embedder bench-test lint typecheck bench bench-quick bench-report loadtest loadtest-quick instructions instructions-server docs \
+.PHONY: demo test test-embedder bench-test lint typecheck bench bench-quick bench-report loadtest loadtest-quick instructions instructions-server instructions-cache docs \
 	system-deps services lock dist-check ci clean
 
 $(BIN)/python:
@@ -110,6 +110,11 @@ instructions: $(VENV)/.installed-dev
 instructions-server: $(VENV)/.installed-dev
 	@command -v valgrind >/dev/null || { echo "valgrind missing: apt-get install -y valgrind" >&2; exit 1; }
 	$(BIN)/python -m bench.instructions --server
+
+## instructions-cache: the miss's L1 cache misses against the essential work's (callgrind's cache model)
+instructions-cache: $(VENV)/.installed-dev
+	@command -v valgrind >/dev/null || { echo "valgrind missing: apt-get install -y valgrind" >&2; exit 1; }
+	$(BIN)/python -m bench.instructions --cache
 
 ## bench-report: full suite + load test, then regenerate docs/benchmarks.md and docs/img/*.png
 bench-report: $(VENV)/.installed-dev services

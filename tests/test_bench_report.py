@@ -274,6 +274,44 @@ def test_bytecode_counts_are_the_requests_own() -> None:
     assert bytecodes("miss", 20) > app > 0
 
 
+def test_cache_counts_parse_callgrinds_summary_and_compare_added_misses() -> None:
+    # `python -m bench.instructions --cache`: the nine events of callgrind's cache
+    # simulation, read from its summary line, and each ratio taken over what a variant
+    # adds to the route (the app's own counts subtracted, read and write misses summed).
+    from bench.instructions import CACHE_EVENTS, cache_report, collected
+
+    stderr = (
+        "==17454== Events    : Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw\n"
+        "==17454== Collected : 126741 27914 11771 1082 991 580 1064 782 548\n"
+    )
+    assert collected(stderr) == [126741, 27914, 11771, 1082, 991, 580, 1064, 782, 548]
+    with pytest.raises(ValueError, match="Collected"):
+        collected("==1== valgrind: failed to start tool\n")
+
+    def row(ir: float, i1: float, d1r: float, d1w: float) -> list[float]:
+        counts = dict.fromkeys(CACHE_EVENTS, 0.0)
+        counts.update(Ir=ir, I1mr=i1, D1mr=d1r, D1mw=d1w)
+        return [counts[name] for name in CACHE_EVENTS]
+
+    lines = cache_report(
+        {
+            "app": row(100.0, 10.0, 5.0, 5.0),
+            "essential": row(200.0, 30.0, 15.0, 5.0),
+            "lean": row(250.0, 40.0, 15.0, 10.0),
+            "miss": row(400.0, 70.0, 25.0, 15.0),
+        }
+    )
+    assert lines[1].split() == ["app", "100", "10", "10"]
+    assert lines[-2] == (
+        "miss adds 3.00x the essential work's instructions, 3.00x its L1i misses,"
+        " 3.00x its L1d misses"
+    )
+    assert lines[-1] == (
+        "lean adds 1.50x the essential work's instructions, 1.50x its L1i misses,"
+        " 1.50x its L1d misses"
+    )
+
+
 def test_server_counts_read_whole_keep_alive_responses() -> None:
     # `python -m bench.instructions --server` drives a real load-test server with _get:
     # each response must be read to its end (or the next one would be misread), and a
