@@ -61,10 +61,13 @@ import socket
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 VARIANTS = ("app", "essential", "lean", "miss", "app-hot", "hit", "hit-many")
 REQUESTS = 1000
@@ -320,6 +323,12 @@ def server_per_request(valgrind: str, variant: str, requests: int = REQUESTS) ->
     raise RuntimeError(f"callgrind wrote no dump for the {variant} server")
 
 
+def _each(measure: Callable[[str], T], variants: Sequence[str]) -> dict[str, T]:
+    """``measure`` of every variant, one callgrind run per core at a time."""
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        return dict(zip(variants, pool.map(measure, variants), strict=True))
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--drive"]:
         drive(argv[1], int(argv[2]))
@@ -340,35 +349,18 @@ def main(argv: list[str]) -> int:
         return 2
     if argv[:1] == ["--cache"]:
         variants = ("app", "essential", "lean", "miss")
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            simulated = dict(
-                zip(
-                    variants,
-                    pool.map(lambda v: cache_per_request(valgrind, v), variants),
-                    strict=True,
-                )
-            )
+        simulated = _each(lambda v: cache_per_request(valgrind, v), variants)
         print("\n".join(cache_report(simulated)))
         return 0
     if argv[:1] == ["--server"]:
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            served = dict(
-                zip(
-                    SERVER_VARIANTS,
-                    pool.map(lambda v: server_per_request(valgrind, v), SERVER_VARIANTS),
-                    strict=True,
-                )
-            )
+        served = _each(lambda v: server_per_request(valgrind, v), SERVER_VARIANTS)
         for variant in SERVER_VARIANTS:
             print(
                 f"{variant:<14} {served[variant]:>9,} instructions/request"
                 f"  nowork's count / this one's: {served['nowork'] / served[variant]:.2f}"
             )
         return 0
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        counts = dict(
-            zip(VARIANTS, pool.map(lambda v: per_request(valgrind, v), VARIANTS), strict=True)
-        )
+    counts = _each(lambda v: per_request(valgrind, v), VARIANTS)
     for variant in VARIANTS:
         print(f"{variant:<10} {counts[variant]:>9,} instructions/request")
     miss_added = counts["miss"] - counts["app"]

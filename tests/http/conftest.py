@@ -12,7 +12,7 @@ import pytest
 import redis.asyncio as redis_asyncio
 
 from asyncperf import Cache, MemoryStore
-from asyncperf.http import ResponseCache
+from asyncperf.http import ResponseCache, _base
 
 from ._apps import State, aiohttp_app, starlette_app
 from ._servers import ThreadServer
@@ -86,3 +86,17 @@ async def redis_prefix() -> AsyncIterator[str]:
         if keys:
             await raw.delete(*keys)
         await raw.aclose()
+
+
+@pytest.fixture
+def decodes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the entries the response cache decodes from stored bytes."""
+    calls = [0]
+    real = _base.decode
+
+    def counted(data: Any) -> Any:
+        calls[0] += 1
+        return real(data)
+
+    monkeypatch.setattr(_base, "decode", counted)
+    return calls

@@ -78,20 +78,6 @@ def _identity(body: bytes, coding: bytes) -> bytes:
     return body
 
 
-@pytest.fixture
-def decodes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Counts the entries the response cache decodes from stored bytes."""
-    calls = [0]
-    real = _base.decode
-
-    def counted(data: Any) -> Any:
-        calls[0] += 1
-        return real(data)
-
-    monkeypatch.setattr(_base, "decode", counted)
-    return calls
-
-
 @pytest.mark.parametrize("coding", [b"identity", b"zstd", b"gzip"])
 @pytest.mark.parametrize("vary", [False, True], ids=["plain", "varies"])
 @pytest.mark.parametrize("miss_compress_size", [None, 1024], ids=["as-made", "compressed"])
