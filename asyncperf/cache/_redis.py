@@ -383,29 +383,30 @@ class RedisStore(BaseStore):
             self._batched_keys += len(items)
 
         async def run() -> None:
-            pipe = self.client.pipeline(transaction=False)
-            tagged: list[tuple[str, str, str | int]] = []
-            for full, payload, ttl, tags in items:
-                if ttl is None:
-                    pipe.set(full, payload)
-                else:
-                    pipe.set(full, payload, px=_ms(ttl))
-                ttl_ms = "" if ttl is None else _ms(ttl)
-                tagged.extend((self.tag_key(tag), full, ttl_ms) for tag in tags)
-            if self.cluster:
-                # A cluster pipeline refuses scripts and PUBLISH: send those on their own.
-                await pipe.execute()
+            # A context: a cancelled execute (a deadline) gives its connection back.
+            async with self.client.pipeline(transaction=False) as pipe:
+                tagged: list[tuple[str, str, str | int]] = []
+                for full, payload, ttl, tags in items:
+                    if ttl is None:
+                        pipe.set(full, payload)
+                    else:
+                        pipe.set(full, payload, px=_ms(ttl))
+                    ttl_ms = "" if ttl is None else _ms(ttl)
+                    tagged.extend((self.tag_key(tag), full, ttl_ms) for tag in tags)
+                if self.cluster:
+                    # A cluster pipeline refuses scripts and PUBLISH: send those on their own.
+                    await pipe.execute()
+                    for tag_key, full, ttl_ms in tagged:
+                        await self._tag_script(keys=[tag_key], args=[full, ttl_ms])
+                    if self._publish:
+                        message = self._message(keys=[full for full, *_ in items])
+                        await self.client.publish(self.channel, message)
+                    return
                 for tag_key, full, ttl_ms in tagged:
-                    await self._tag_script(keys=[tag_key], args=[full, ttl_ms])
+                    await self._tag_script(keys=[tag_key], args=[full, ttl_ms], client=pipe)
                 if self._publish:
-                    message = self._message(keys=[full for full, *_ in items])
-                    await self.client.publish(self.channel, message)
-                return
-            for tag_key, full, ttl_ms in tagged:
-                await self._tag_script(keys=[tag_key], args=[full, ttl_ms], client=pipe)
-            if self._publish:
-                pipe.publish(self.channel, self._message(keys=[f for f, *_ in items]))
-            await pipe.execute()
+                    pipe.publish(self.channel, self._message(keys=[f for f, *_ in items]))
+                await pipe.execute()
 
         await self._call("set", run)
         return [None] * len(items)
@@ -428,11 +429,12 @@ class RedisStore(BaseStore):
                 if self._publish:
                     await self.client.publish(self.channel, self._message(keys=full))
                 return removed
-            pipe = self.client.pipeline(transaction=False)
-            pipe.unlink(*full)
-            if self._publish:
-                pipe.publish(self.channel, self._message(keys=full))
-            return int((await pipe.execute())[0])
+            # A context: a cancelled execute (a deadline) gives its connection back.
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.unlink(*full)
+                if self._publish:
+                    pipe.publish(self.channel, self._message(keys=full))
+                return int((await pipe.execute())[0])
 
         return await self._call("delete", run)
 
@@ -500,11 +502,12 @@ class RedisStore(BaseStore):
         lease = self.lease_key(key)
 
         async def run() -> float:
-            pipe = self.client.pipeline(transaction=False)
-            pipe.set(lease, token, nx=True, px=_ms(ttl))
-            pipe.pttl(lease)
-            acquired, left = await pipe.execute()
-            return 0.0 if acquired else max(int(left), 1) / 1000.0
+            # A context: a cancelled execute (a deadline) gives its connection back.
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.set(lease, token, nx=True, px=_ms(ttl))
+                pipe.pttl(lease)
+                acquired, left = await pipe.execute()
+                return 0.0 if acquired else max(int(left), 1) / 1000.0
 
         return await self._call("lease", run)
 
