@@ -144,56 +144,34 @@ def decode(data: Any) -> StoredResponse | tuple[str, ...] | None:
         return None
     if magic == _MARKER:
         return tuple(meta)
-    if magic == _RESPONSE:
-        p = meta[12]
-        return StoredResponse(  # positional: see the class
-            meta[0],  # status
-            [(name, value) for name, value in meta[1]],  # headers
-            raw[8 + length :],  # body
-            meta[2],  # coding
-            meta[3],  # size
-            meta[4],  # etag
-            meta[5],  # last_modified
-            meta[6],  # request_time
-            meta[7],  # response_time
-            new_plan(  # lifetime, initial_age, always_revalidate, no_stale, the stale
-                Plan,  # windows, authorized_ok, strip, retain
-                (p[0], p[1], p[2], p[3], p[4], p[5], p[6], frozenset(meta[13]), meta[14]),
-            ),
-            tuple(meta[8]),  # vary
-            meta[9],  # app_etag
-            meta[10],  # app_last_modified
-            meta[11],  # as_sent
-        )
-    if magic != _RESPONSE_V1:
+    if magic == _RESPONSE_V1:  # named keys: read into the array layout below
+        p = meta["p"]
+        meta = [
+            *(meta[name] for name in ("s", "h", "c", "n", "e", "lm", "rq", "rs", "v", "ae", "al")),
+            meta.get("a", False),
+            p[:7],
+            p[7],
+            p[8] if len(p) > 8 else 0.0,
+        ]
+    elif magic != _RESPONSE:
         return None
-    p = meta["p"]
-    return StoredResponse(
-        meta["s"],
-        [(name, value) for name, value in meta["h"]],
-        raw[8 + length :],
-        meta["c"],
-        meta["n"],
-        meta["e"],
-        meta["lm"],
-        meta["rq"],
-        meta["rs"],
-        new_plan(
-            Plan,
-            (
-                p[0],
-                p[1],
-                p[2],
-                p[3],
-                p[4],
-                p[5],
-                p[6],
-                frozenset(p[7]),
-                p[8] if len(p) > 8 else 0.0,
-            ),
+    p = meta[12]
+    return StoredResponse(  # positional: see the class
+        meta[0],  # status
+        [(name, value) for name, value in meta[1]],  # headers
+        raw[8 + length :],  # body
+        meta[2],  # coding
+        meta[3],  # size
+        meta[4],  # etag
+        meta[5],  # last_modified
+        meta[6],  # request_time
+        meta[7],  # response_time
+        new_plan(  # lifetime, initial_age, always_revalidate, no_stale, the stale
+            Plan,  # windows, authorized_ok, strip, retain
+            (p[0], p[1], p[2], p[3], p[4], p[5], p[6], frozenset(meta[13]), meta[14]),
         ),
-        tuple(meta["v"]),
-        meta["ae"],
-        meta["al"],
-        meta.get("a", False),
+        tuple(meta[8]),  # vary
+        meta[9],  # app_etag
+        meta[10],  # app_last_modified
+        meta[11],  # as_sent
     )
